@@ -1,0 +1,142 @@
+"""``servectl export``: write, verify, warm up, quantize, gate and publish one model version.
+
+Everything is built and checked in staging first; only then is the SavedModel published, and
+after it each accepted TFLite variant under ``<base_path>/<model>_<variant>/<version>/`` (where
+TensorFlow Serving's ``--prefer_tflite_model`` finds ``model.tflite``). A failure before
+publishing leaves the base path exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from export import describe, publish, savedmodel, warmup
+from export.errors import ExportError, VersionExistsError
+from export.signatures import PREDICT_KEY
+from export.sources import ExportSource
+from export.tflite import TFLITE_FILE
+from export.variants import DEFAULT_MAX_DROP, VariantBuilder, VariantRow
+from models.data import Arrays
+
+AUTO_VERSION_ATTEMPTS = 10
+
+
+@dataclass
+class ExportReport:
+    """What an export published, for the CLI to print and tests to check."""
+
+    model: str
+    version: int
+    path: Path
+    max_abs_diff: float
+    warmup_records: int
+    metrics: dict[str, float]
+    variants: list[VariantRow] = field(default_factory=list)
+    variant_paths: dict[str, Path] = field(default_factory=dict)
+
+
+def _step(message: str, progress: bool) -> None:
+    if progress:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _metadata(source: ExportSource, keys: list[str], diff: float, records: int,
+              rows: list[VariantRow], staged: Path) -> dict:
+    return {
+        "model": source.name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source.origin,
+        "signatures": [s.as_dict() for s in describe.saved_model_signatures(staged)],
+        "signature_keys": keys,
+        "metrics": source.metrics,
+        "verification": {"max_abs_diff": diff, "tolerance": savedmodel.verify.FLOAT_TOLERANCE},
+        "warmup_records": records,
+        "size_bytes": savedmodel.directory_bytes(staged),
+        "variants": [r.as_dict() for r in rows],
+        "runtime": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def _write_metadata(version_dir: Path, metadata: dict) -> None:
+    path = version_dir / describe.METADATA_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+
+
+def _publish_auto(staged: Path, model_dir: Path, version: int | None, metadata: dict) -> int:
+    """Publish at ``version``, or at the next free one, retrying if a concurrent export wins.
+
+    The metadata is written with the final version number *before* the rename, so a published
+    version directory is never modified afterwards.
+    """
+    for _ in range(AUTO_VERSION_ATTEMPTS):
+        candidate = version if version is not None else publish.next_version(model_dir)
+        metadata["version"] = candidate
+        _write_metadata(staged, metadata)
+        try:
+            publish.publish(staged, model_dir, candidate)
+            return candidate
+        except VersionExistsError:
+            if version is not None:
+                raise
+    raise ExportError(f"could not find a free version in {model_dir} after "
+                      f"{AUTO_VERSION_ATTEMPTS} attempts")
+
+
+def _publish_variant(base_path: Path, source: ExportSource, row: VariantRow, version: int,
+                     inputs: Arrays, metadata: dict) -> Path:
+    model_name = f"{source.name}_{row.variant}"
+    model_dir = base_path / model_name
+    with publish.staging_dir(model_dir) as staged:
+        staged.mkdir()
+        (staged / TFLITE_FILE).write_bytes(row.flatbuffer)
+        warmup.write_warmup(staged, model_name, inputs, [PREDICT_KEY])
+        _write_metadata(staged, {
+            **metadata, "model": model_name, "variant": row.variant,
+            "converted_from": f"{source.name}/{version}", "size_bytes": len(row.flatbuffer),
+            "metrics": {} if row.value is None else {row.metric: row.value}})
+        return publish.publish(staged, model_dir, version)
+
+
+def export_model(source: ExportSource, base_path: Path, version: int | None = None,
+                 tflite_variants: tuple[str, ...] = (), max_drop: float = DEFAULT_MAX_DROP,
+                 progress: bool = True) -> ExportReport:
+    """Export ``source`` as a new version under ``base_path``; see the module docstring.
+
+    Raises:
+        ExportError: anything the user can fix (existing version, unwritable path, failed
+            verification); nothing is published then.
+    """
+    model_dir = Path(base_path) / source.name
+    publish.ensure_writable(model_dir)
+    if version is not None and (model_dir / str(version)).exists():
+        raise VersionExistsError(f"version {version} of {source.name} already exists at "
+                                 f"{model_dir / str(version)}; versions are immutable")
+    with publish.staging_dir(model_dir) as staged:
+        _step(f"writing SavedModel of {source.name} to staging", progress)
+        keys, diff, inputs = savedmodel.write_and_verify(source, staged)
+        _step(f"verified: max abs diff vs in-memory model {diff:.3g}", progress)
+        records = warmup.write_warmup(staged, source.name, inputs, keys)
+        rows = []
+        if tflite_variants:
+            builder = VariantBuilder(source, staged, inputs, max_drop, progress)
+            rows.append(builder.baseline())
+            for variant in tflite_variants:
+                _step(f"building TFLite variant {variant}", progress)
+                rows.append(builder.build(variant, rows[0]))
+        metadata = _metadata(source, keys, diff, records, rows, staged)
+        published = _publish_auto(staged, model_dir, version, metadata)
+    report = ExportReport(source.name, published, model_dir / str(published), diff, records,
+                          source.metrics, rows)
+    for row in rows[1:]:
+        if row.refused is None:
+            report.variant_paths[row.variant] = _publish_variant(
+                base_path, source, row, published, inputs, metadata)
+    return report

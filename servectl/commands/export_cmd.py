@@ -1,0 +1,122 @@
+"""``servectl export``: publish a model as a new, verified, immutable SavedModel version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from models import zoo
+from servectl.errors import UsageError
+from servectl.table import format_table
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")  # export.tflite.VARIANTS, without TF
+EXIT_REFUSED = 1
+
+EXAMPLE = """examples:
+  servectl export digits_cnn --base-path models_dir --tflite fp16,dynamic,int8
+  servectl export artifacts/wide_deep.keras --base-path models_dir --version 3
+  servectl export /path/to/saved_model --base-path models_dir --name legacy
+
+The version lands in BASE_PATH/<model>/<version>/ (next free number without --version), each
+TFLite variant in BASE_PATH/<model>_<variant>/<version>/model.tflite. Exit status: 0 when
+everything asked for was published, 1 when a variant was refused by the --max-drop gate (the
+SavedModel and the other variants are still published), 2 on bad input."""
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def variant_list(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown TFLite variant {', '.join(unknown) or text!r}; choose from "
+            f"{','.join(VARIANTS)}")
+    return names
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model as a new SavedModel version",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="zoo model name, .keras/.h5 file, or SavedModel directory")
+    p.add_argument("--base-path", type=Path, required=True, help="model base path")
+    p.add_argument("--version", type=positive_int, help="version number (next free one)")
+    p.add_argument("--name", help="model name under the base path (the model's own name)")
+    p.add_argument("--tflite", type=variant_list, default=(),
+                   help=f"comma-separated TFLite variants: {','.join(VARIANTS)}")
+    p.add_argument("--max-drop", type=fraction, default=0.02,
+                   help="refuse a variant whose metric is worse by more than this fraction "
+                        "(%(default)s)")
+    p.add_argument("--seed", type=int, default=zoo.DEFAULT_SEED, help="training/split seed")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Fail fast, before any training, on what can be checked without TensorFlow."""
+    if args.source not in zoo.ZOO and not Path(args.source).exists():
+        raise UsageError(f"unknown model {args.source!r}: not a zoo model "
+                         f"({', '.join(zoo.ZOO)}) nor an existing path")
+    base = args.base_path
+    existing = next((p for p in (base, *base.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK) or (
+            existing == base and not base.is_dir()):
+        raise UsageError(f"cannot write to base path {base}")
+
+
+def _print_report(report) -> None:
+    print(f"published {report.model} version {report.version} at {report.path}")
+    print(f"  verification: max abs diff {report.max_abs_diff:.3g}; "
+          f"warmup: {report.warmup_records} records")
+    if report.metrics:
+        print("  held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in report.metrics.items()))
+    if report.variants:
+        table = variant_table(report)
+        print(table)
+        (report.path / "assets.extra" / "variants.txt").write_text(table + "\n")
+    for row in report.variants:
+        if row.refused:
+            print(f"refused: {row.refused}", file=sys.stderr)
+
+
+def variant_table(report) -> str:
+    def served_as(row) -> str:
+        if row.variant == "savedmodel":
+            return f"{report.model}/{report.version}"
+        path = report.variant_paths.get(row.variant)
+        return f"{path.parent.name}/{report.version}" if path else "refused"
+    metric = next((r.metric for r in report.variants if r.metric), None) or "metric"
+    rows = [(r.variant, served_as(r), r.size_bytes or "",
+             "" if r.value is None else f"{r.value:.4f}",
+             "" if r.delta is None else f"{r.delta:+.4f}",
+             "" if r.latency_ms is None else f"{r.latency_ms:.3f}") for r in report.variants]
+    return format_table(["variant", "served as", "bytes", metric, "delta", "ms/example"], rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_arguments(args)
+    from export import pipeline, sources
+
+    source = sources.resolve(args.source, seed=args.seed, progress=not args.quiet,
+                             name=args.name)
+    report = pipeline.export_model(source, args.base_path, args.version, args.tflite,
+                                   args.max_drop, progress=not args.quiet)
+    _print_report(report)
+    return EXIT_REFUSED if any(r.refused for r in report.variants) else 0

@@ -1,0 +1,80 @@
+"""``servectl inspect``: what a model directory serves, like ``saved_model_cli show --all``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from servectl.errors import UsageError
+
+EXAMPLE = """examples:
+  servectl inspect models_dir                  # every model under a base path
+  servectl inspect models_dir/digits_cnn       # every version of one model
+  servectl inspect models_dir/digits_cnn/2     # one version"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="show versions, signatures, inputs and outputs",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path, help="base path, model directory or version directory")
+    p.set_defaults(run=run)
+
+
+def _is_version(path: Path) -> bool:
+    return (path / "saved_model.pb").exists() or (path / "model.tflite").exists()
+
+
+def _versions(model_dir: Path) -> list[Path]:
+    return sorted((p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()),
+                  key=lambda p: int(p.name))
+
+
+def _describe_version(version_dir: Path) -> list[str]:
+    from export import describe, warmup
+    from export.tflite import TFLITE_FILE, TfliteRunner
+
+    meta = describe.read_metadata(version_dir)
+    if (version_dir / TFLITE_FILE).exists():
+        kind, sigs = "TFLite", TfliteRunner(version_dir / TFLITE_FILE).signatures()
+    elif (version_dir / "saved_model.pb").exists():
+        kind, sigs = "SavedModel", describe.saved_model_signatures(version_dir)
+    else:
+        return [f"  version {version_dir.name}: incomplete (no saved_model.pb or model.tflite)"]
+    facts = [kind] + [f"{k} {meta[k]}" for k in ("created", "source") if k in meta]
+    facts += [f"{k} {v:.4f}" for k, v in meta.get("metrics", {}).items()]
+    lines = [f"  version {version_dir.name}: " + ", ".join(facts)]
+    for sig in sigs:
+        lines.append(f"    signature {sig.key!r} ({sig.method})")
+        lines += [f"      in   {t}" for t in sig.inputs]
+        lines += [f"      out  {t}" for t in sig.outputs]
+    records = warmup.read_warmup(version_dir)
+    if records:
+        kinds = sorted({r.WhichOneof("log_type") for r in records})
+        lines.append(f"    warmup: {len(records)} records ({', '.join(kinds)})")
+    return lines
+
+
+def describe_model(model_dir: Path) -> list[str]:
+    versions = _versions(model_dir)
+    lines = [f"{model_dir.name}: versions {', '.join(v.name for v in versions) or 'none'}"]
+    for version in versions:
+        lines += _describe_version(version)
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a directory")
+    if _is_version(path):
+        lines = [f"{path.parent.name}:"] + _describe_version(path)
+    elif _versions(path):
+        lines = describe_model(path)
+    else:
+        models = [p for p in sorted(path.iterdir()) if p.is_dir() and _versions(p)]
+        if not models:
+            raise UsageError(f"{path} holds no model versions (numbered directories)")
+        lines = [line for m in models for line in describe_model(m)]
+    print("\n".join(lines))
+    return 0
