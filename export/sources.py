@@ -74,11 +74,11 @@ def _load_keras_file(path: Path) -> Any:
             raise ExportError(f"cannot load Keras model {path}: {keras3_error}") from None
 
 
-def _from_keras(model: Any, origin: str, seed: int) -> ExportSource:
+def _from_keras(model: Any, origin: str) -> ExportSource:
     source = ExportSource(model.name, origin, model=model)
     if model.name in zoo.ZOO:
         source.spec = zoo.get(model.name)
-        source.data = source.spec.load_data(seed)
+        source.data = source.spec.load_data()
         if source.spec.epochs:
             source.metrics = evaluation.evaluate(source.heads, train.predict(
                 model, source.data.x_test), source.data.y_test)
@@ -98,13 +98,13 @@ def resolve(arg: str, seed: int = zoo.DEFAULT_SEED, progress: bool = True,
     elif path.is_dir() and (path / "saved_model.pb").exists():
         if (path / "keras_metadata.pb").exists():
             import tf_keras
-            source = _from_keras(tf_keras.models.load_model(path), f"tf-keras:{path}", seed)
+            source = _from_keras(tf_keras.models.load_model(path), f"tf-keras:{path}")
         else:
             here = path.resolve()
             model_name = here.parent.name if here.name.isdigit() else here.name
             source = ExportSource(model_name, f"savedmodel:{path}", saved_model=path)
     elif path.is_file() and path.suffix in (".keras", ".h5"):
-        source = _from_keras(_load_keras_file(path), f"keras:{path}", seed)
+        source = _from_keras(_load_keras_file(path), f"keras:{path}")
     else:
         raise ExportError(f"unknown model {arg!r}: not a zoo model ({', '.join(zoo.ZOO)}), "
                           f"a .keras/.h5 file or a SavedModel directory")

@@ -61,7 +61,7 @@ def predict(model: Any, x: Arrays) -> dict[str, np.ndarray]:
 def train(spec: ZooModel, seed: int = DEFAULT_SEED, progress: bool = True) -> TrainedModel:
     """Build, train and evaluate ``spec`` with Keras 3, reproducibly for a given ``seed``."""
     keras.utils.set_random_seed(seed)
-    data = spec.load_data(seed)
+    data = spec.load_data()
     model = spec.build(keras, data)
     metrics: dict[str, float] = {}
     if spec.epochs:

@@ -42,7 +42,7 @@ class ZooModel:
 
     name: str
     summary: str
-    load_data: Callable[[int], data.Dataset]
+    load_data: Callable[[], data.Dataset]
     build: Callable[..., architectures.Model]
     heads: tuple[Head, ...]
     epochs: int

@@ -64,7 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=fraction, default=0.02,
                    help="refuse a variant whose metric is worse by more than this fraction "
                         "(%(default)s)")
-    p.add_argument("--seed", type=int, default=zoo.DEFAULT_SEED, help="training/split seed")
+    p.add_argument("--seed", type=int, default=zoo.DEFAULT_SEED,
+                   help="training seed of zoo models (the held-out split never changes)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run)
 
