@@ -16,6 +16,8 @@ from servectl.errors import UsageError
 
 COMMANDS = (train_cmd, export_cmd, inspect_cmd)
 EXIT_USAGE = 2
+DESCRIPTION = ("Export, serve, query, roll and load-test TensorFlow models with TensorFlow "
+               "Serving's contract. `servectl COMMAND --help` shows each command with examples.")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -27,7 +29,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="servectl", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="servectl", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for command in COMMANDS:
         command.add_parser(sub)
