@@ -1,0 +1,51 @@
+"""The tensor codec shared by the REST front end, the gRPC front end and the Python clients.
+
+One import for every wire conversion, in TensorFlow Serving's formats:
+
+* JSON requests: `decode_predict_json` (body -> `PredictJsonRequest`), then
+  `bind_inputs` / `coerce_to_dtype` (signature names and dtypes, with TensorFlow
+  Serving's strictness).
+* JSON responses: `encode_predict_json` (`predictions` / `outputs`).
+* gRPC: `ndarray_to_tensor_proto` / `tensor_proto_to_ndarray`.
+* The dtype table: `resolve`, `dtype_of_array`, `BY_ENUM`, `BY_NAME`, `BY_NUMPY`.
+
+Everything is a pure function over numpy arrays and raises
+`serving.errors.ServingError` (INVALID_ARGUMENT, or UNIMPLEMENTED for dtypes JSON
+cannot carry). Importing this module imports numpy, orjson and grpc only; the
+protobuf half loads TensorFlow's protobuf classes on first use.
+
+Typical REST round trip:
+
+    >>> request = decode_predict_json(b'{"instances": [1.0, 2.0]}')
+    >>> inputs = bind_inputs(request.inputs, {"x": "float"}, request.row_format)
+    >>> encode_predict_json({"y": inputs["x"] * 2}, request.row_format)
+    b'{"predictions":[2.0,4.0]}'
+"""
+
+from __future__ import annotations
+
+from serving.codec_dtypes import BY_ENUM, BY_NAME, BY_NUMPY, TFDType, dtype_of_array, resolve
+from serving.codec_json import PredictJsonRequest, bind_inputs, decode_predict_json
+from serving.codec_json_encode import encode_predict_json, tf_float32_values
+from serving.codec_json_parse import parse_json_object
+from serving.codec_proto import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from serving.codec_values import coerce_to_dtype, format_decimal
+
+__all__ = [
+    "BY_ENUM",
+    "BY_NAME",
+    "BY_NUMPY",
+    "PredictJsonRequest",
+    "TFDType",
+    "bind_inputs",
+    "coerce_to_dtype",
+    "decode_predict_json",
+    "dtype_of_array",
+    "encode_predict_json",
+    "format_decimal",
+    "ndarray_to_tensor_proto",
+    "parse_json_object",
+    "resolve",
+    "tensor_proto_to_ndarray",
+    "tf_float32_values",
+]
