@@ -1,0 +1,89 @@
+"""Server core: the current ModelServerConfig, applied to the source, the labels and the manager.
+
+``reload_config`` is the one path for the initial config, ``HandleReloadConfigRequest`` and
+config-file polling, with ``ServerCore::ReloadConfig``'s order: validate, update the labels
+(before the new models load, so a label can only point at an AVAILABLE version unless
+``--allow_version_labels_for_unavailable_models``), reconfigure the source, then wait until newly
+added models are AVAILABLE. A config that fails validation or its label check changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+
+from serving.engine import model_config
+from serving.engine.manager import Manager
+from serving.engine.model_config import ModelServerConfig
+from serving.engine.source import FileSystemSource
+from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
+
+
+class ServerCore:
+    """Owns the config; everything that changes it goes through :meth:`reload_config`."""
+
+    def __init__(self, manager: Manager, source: FileSystemSource,
+                 allow_unavailable_labels: bool = False):
+        self._manager, self._source = manager, source
+        self._allow_unavailable_labels = allow_unavailable_labels
+        self._config = ModelServerConfig()
+        self._lock = threading.Lock()
+
+    def configured_models(self) -> list[str]:
+        return [m.name for m in self._config.model_config_list.config]
+
+    def reload_config(self, config: ModelServerConfig, timeout: float | None = None) -> None:
+        """Apply ``config``; block until models it adds are available.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT / FAILED_PRECONDITION for a config that is refused
+                (nothing changes), UNKNOWN ``<k> model(s) did not become available: ...``.
+        """
+        model_config.validate(config)
+        with self._lock:
+            before = set(self.configured_models())
+            labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
+            self._manager.set_labels(labels, self._allow_unavailable_labels)
+            self._config = config
+            self._source.configure(config)
+        added = [name for name in self.configured_models() if name not in before]
+        failures = self._manager.wait_until_available(added, timeout)
+        if failures:
+            details = "".join(f"{{{reason}}}, " for reason in failures.values())
+            raise ServingError(grpc.StatusCode.UNKNOWN,
+                               f"{len(failures)} model(s) did not become available: {{{details}}}")
+
+
+class ConfigFilePoller:
+    """Re-reads ``--model_config_file`` every N seconds; a bad file is logged and ignored."""
+
+    def __init__(self, core: ServerCore, path: str, interval_s: float):
+        self._core, self._path, self._interval_s = core, Path(path), interval_s
+        self._last_text: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="config-poller", daemon=True)
+
+    def start(self) -> None:
+        """Poll from now on; the text read now is the one already applied."""
+        self._last_text = self._path.read_text()
+        if self._interval_s > 0:
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                text = self._path.read_text()
+                if text != self._last_text:
+                    self._core.reload_config(model_config.parse_text(text))
+                    self._last_text = text
+                    log.info("applied new model config from %s", self._path)
+            except (OSError, model_config.ConfigParseError, ServingError) as e:
+                log.error("keeping the current model config: %s", e)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,190 @@
+"""The gRPC front end: ``PredictionService`` and ``ModelService`` with the stubs from
+``tensorflow-serving-api``, plus ``grpc.health.v1`` and server reflection.
+
+It only translates protos to service calls and errors to status codes (messages over 1024
+characters are cut and end with ``...TRUNCATED``, as ``model_servers/grpc_status_util.cc`` does).
+The health service reports SERVING, for the server and for both service names, only while every
+configured model has an AVAILABLE version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving import codec
+from serving.engine import responses
+from serving.engine.calls import ModelSpec, PredictCall
+from serving.engine.core import ServerCore
+from serving.engine.examples import serialized_examples
+from serving.engine.service import PredictionService
+from serving.errors import ServingError, invalid_argument
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 2**31 - 1
+MAX_ERROR_CHARS = 1024
+SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+def _abort_on_error(method):
+    """Map ServingError (and bugs, as INTERNAL) onto the gRPC status of the call."""
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except ServingError as e:
+            message = e.message if len(e.message) <= MAX_ERROR_CHARS else \
+                e.message[:MAX_ERROR_CHARS] + "...TRUNCATED"
+            await context.abort(e.code, message)
+        except Exception:  # noqa: BLE001 - never let a bug kill the call without a status
+            log.exception("internal error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
+    return wrapper
+
+
+def model_spec(request, check_name: bool = True) -> ModelSpec:
+    """The request's ``model_spec`` with TensorFlow Serving's checks."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    spec = request.model_spec
+    if check_name and not spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
+    choice = spec.WhichOneof("version_choice")
+    return ModelSpec(spec.name, spec.version.value if choice == "version" else None,
+                     spec.version_label if choice == "version_label" else None,
+                     spec.signature_name)
+
+
+def _deadline(context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, service: PredictionService):
+        self._service = service
+
+    @_abort_on_error
+    async def Predict(self, request, context):  # noqa: N802 - gRPC method names
+        inputs = {}
+        for alias, proto in request.inputs.items():
+            try:
+                inputs[alias] = codec.tensor_proto_to_ndarray(proto)
+            except ServingError:
+                raise invalid_argument(f"tensor parsing error: {alias}") from None
+        call = PredictCall(model_spec(request), inputs, tuple(request.output_filter),
+                           deadline=_deadline(context))
+        return responses.predict_response(await self._service.predict(call))
+
+    @_abort_on_error
+    async def Classify(self, request, context):  # noqa: N802
+        result = await self._service.classify(model_spec(request),
+                                              serialized_examples(request.input),
+                                              _deadline(context))
+        return responses.classify_response(result)
+
+    @_abort_on_error
+    async def Regress(self, request, context):  # noqa: N802
+        result = await self._service.regress(model_spec(request),
+                                             serialized_examples(request.input),
+                                             _deadline(context))
+        return responses.regress_response(result)
+
+    @_abort_on_error
+    async def MultiInference(self, request, context):  # noqa: N802
+        tasks = [(model_spec(task, check_name=False), task.method_name) for task in request.tasks]
+        results = await self._service.multi_inference(tasks, serialized_examples(request.input),
+                                                      _deadline(context))
+        return responses.multi_inference_response(results)
+
+    @_abort_on_error
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        spec = model_spec(request)
+        if not request.metadata_field:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one "
+                                   "metadata_field")
+        for field in request.metadata_field:
+            if field != responses.SIGNATURE_DEF_FIELD:
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        return responses.metadata_response(*self._service.metadata(spec))
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, service: PredictionService, core: ServerCore):
+        self._service, self._core = service, core
+
+    @_abort_on_error
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        spec = model_spec(request, check_name=False)
+        return responses.status_response(self._service.status(spec.name, spec.version))
+
+    @_abort_on_error
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            await asyncio.to_thread(self._core.reload_config, request.config)
+        except ServingError as e:
+            response.status.error_code = e.code.value[0]
+            response.status.error_message = e.message
+            await context.abort(e.code, e.message)
+        return response
+
+
+class HealthReporter:
+    """Keeps ``grpc.health.v1`` in step with readiness."""
+
+    def __init__(self, service: PredictionService):
+        self.servicer = health.aio.HealthServicer()
+        self._service = service
+        self._serving: bool | None = None
+
+    async def update(self, shutting_down: bool = False) -> None:
+        serving = self._service.ready() and not shutting_down
+        if serving != self._serving:
+            status = health_pb2.HealthCheckResponse.SERVING if serving else \
+                health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", *SERVICE_NAMES):
+                await self.servicer.set(name, status)
+            self._serving = serving
+
+
+def channel_arguments(text: str) -> list[tuple[str, str | int]]:
+    """``--grpc_channel_arguments``: ``k=v,k=v``; values that parse as int are ints."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        pairs.append((key, int(value) if value.lstrip("-").isdigit() else value))
+    return pairs
+
+
+def build_server(service: PredictionService, core: ServerCore, health_reporter: HealthReporter,
+                 channel_args: str = "") -> grpc.aio.Server:
+    """A gRPC server with every service registered; ports are added by the caller."""
+    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               *channel_arguments(channel_args)]
+    server = grpc.aio.server(options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, core),
+                                                              server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
+    names = (prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    return server

@@ -1,0 +1,292 @@
+"""The manager: loads and unloads versions, and resolves requests to a loaded servable.
+
+Contract (after TensorFlow Serving's ``AspiredVersionsManager``):
+
+* The source hands over the *full* aspired version list of a model on every poll; a version left
+  out is unloaded. Transitions follow :func:`policy.next_action` (availability preserving: load
+  the new version before unloading the old one).
+* A version that fails to load ends in state END with its error, is reported by
+  :meth:`Manager.version_status`, and never replaces the version that serves. It is retried when
+  its directory changes on disk.
+* The request path (:meth:`Manager.handle`) reads one immutable :class:`ServingSnapshot` and never
+  takes the manager's lock; loading never happens on the request path. A handle pins its servable
+  for one request; an unload waits for pins to drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import grpc
+
+from serving.engine.policy import State, VersionView, next_action
+from serving.engine.servable import Servable
+from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
+Loader = Callable[[str, int, Path], Servable]
+
+
+@dataclass
+class VersionRecord:
+    """What the manager knows about one version of one model."""
+
+    version: int
+    path: Path
+    state: State = State.START
+    aspired: bool = True
+    error: ServingError | None = None
+    servable: Servable | None = None
+    fingerprint: tuple = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class ServingSnapshot:
+    """What is servable right now: available versions and labels per model. Never mutated."""
+
+    models: Mapping[str, Mapping[int, Servable]] = field(default_factory=dict)
+    labels: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+def fingerprint(path: Path) -> tuple:
+    """Changes when a version directory is rewritten, so a failed load is retried."""
+    try:
+        return tuple(p.stat().st_mtime_ns for p in (path, *sorted(path.iterdir())))
+    except OSError:
+        return ()
+
+
+def not_found(name: str, version: int | None) -> ServingError:
+    request = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+    return ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {request}")
+
+
+class Manager:
+    """Owns every version's lifecycle; see the module docstring for its guarantees."""
+
+    def __init__(self, loader: Loader, load_retries: int = 0, retry_interval_s: float = 0.0,
+                 drain_timeout_s: float | None = None):
+        self._loader = loader
+        self._load_retries, self._retry_interval_s = load_retries, retry_interval_s
+        self._drain_timeout_s = drain_timeout_s
+        self._lock = threading.Condition()
+        self._records: dict[str, dict[int, VersionRecord]] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+        self._snapshot = ServingSnapshot()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._work, name="manager", daemon=True)
+        self._worker.start()
+
+    # ---- fed by the source and the config (off the request path) ----
+
+    def set_aspired_versions(self, model: str, versions: Mapping[int, Path]) -> None:
+        """The full set of versions ``model`` should serve; anything else gets unloaded."""
+        with self._lock:
+            records = self._records.setdefault(model, {})
+            for number, record in records.items():
+                record.aspired = number in versions
+            for number, path in versions.items():
+                record = records.get(number)
+                if record is None or (record.state == State.END and (
+                        not record.failed or fingerprint(path) != record.fingerprint)):
+                    records[number] = VersionRecord(number, path)
+            self._lock.notify_all()
+
+    def set_labels(self, labels: Mapping[str, Mapping[str, int]],
+                   allow_unavailable: bool = False) -> None:
+        """Replace every model's labels, with TensorFlow Serving's rule.
+
+        A label may point only to an AVAILABLE version; with ``allow_unavailable``, a *new* label
+        (or one that keeps its version) may point to a version that is not loaded yet.
+
+        Raises:
+            ServingError: FAILED_PRECONDITION; the labels are then left unchanged.
+        """
+        with self._lock:
+            for model, model_labels in labels.items():
+                for label, version in model_labels.items():
+                    unchanged = self._labels.get(model, {}).get(label, version) == version
+                    record = self._records.get(model, {}).get(version)
+                    if not (allow_unavailable and unchanged) and (
+                            record is None or record.state != State.AVAILABLE):
+                        raise ServingError(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"Request to assign label to version {version} of model {model}, "
+                            "which is not currently available for inference")
+            self._labels = {m: dict(v) for m, v in labels.items() if v}
+            self._publish()
+
+    # ---- the request path ----
+
+    @contextmanager
+    def handle(self, name: str, version: int | None = None,
+               label: str | None = None) -> Iterator[Servable]:
+        """Pin the servable a request asks for, for the duration of the ``with`` block.
+
+        Raises:
+            ServingError: NOT_FOUND ``Servable not found for request: ...``, or INVALID_ARGUMENT
+                ``Unrecognized servable version label: ...``.
+        """
+        while True:
+            servable = self._resolve(self._snapshot, name, version, label)
+            if servable.try_pin():
+                break
+        try:
+            yield servable
+        finally:
+            servable.unpin()
+
+    @staticmethod
+    def _resolve(snapshot: ServingSnapshot, name: str, version: int | None,
+                 label: str | None) -> Servable:
+        if label is not None:
+            version = snapshot.labels.get(name, {}).get(label)
+            if version is None:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {label}")
+        versions = snapshot.models.get(name, {})
+        if version is not None:
+            if version in versions:
+                return versions[version]
+            raise not_found(name, version)
+        if not versions:
+            raise not_found(name, None)
+        return versions[max(versions)]
+
+    def snapshot(self) -> ServingSnapshot:
+        return self._snapshot
+
+    # ---- status ----
+
+    def version_status(self, name: str, version: int | None = None) -> list[VersionRecord]:
+        """Copies of the tracked versions of ``name``, highest first (GetModelStatus).
+
+        Raises:
+            ServingError: NOT_FOUND with TensorFlow Serving's messages.
+        """
+        with self._lock:
+            records = self._records.get(name)
+            if not records:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find any versions of model {name}")
+            if version is not None:
+                if version not in records:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                       f"Could not find version {version} of model {name}")
+                return [replace(records[version])]
+            return [replace(r) for _, r in sorted(records.items(), reverse=True)]
+
+    def wait_until_available(self, models: list[str], timeout: float | None = None
+                             ) -> dict[str, str]:
+        """Block until each model has an AVAILABLE version or all its aspired versions failed.
+
+        Returns:
+            The models that did not become available, with the reason.
+        """
+        def settled() -> bool:
+            return all(self._available(m) or self._all_failed(m) for m in models)
+        with self._lock:
+            self._lock.wait_for(settled, timeout)
+            return {m: "; ".join(f"{m} version {r.version} due to error: {r.error.message}"
+                                 for r in self._records.get(m, {}).values() if r.failed)
+                    or f"{m}: no version loaded"
+                    for m in models if not self._available(m)}
+
+    def _available(self, model: str) -> bool:
+        return any(r.state == State.AVAILABLE for r in self._records.get(model, {}).values())
+
+    def _all_failed(self, model: str) -> bool:
+        aspired = [r for r in self._records.get(model, {}).values() if r.aspired]
+        return bool(aspired) and all(r.failed for r in aspired)
+
+    def models(self) -> list[str]:
+        with self._lock:
+            return sorted(self._records)
+
+    # ---- the worker ----
+
+    def stop(self) -> None:
+        """Stop the worker and unload everything (waiting for requests in flight)."""
+        with self._lock:
+            self._stopping = True
+            for records in self._records.values():
+                for record in records.values():
+                    record.aspired = False
+            self._lock.notify_all()
+        self._worker.join()
+
+    def _next(self) -> tuple[str, VersionRecord, str] | None:
+        for model, records in self._records.items():
+            views = [VersionView(r.version, r.aspired, r.state, r.failed)
+                     for r in records.values()]
+            action = next_action(views)
+            if action:
+                return model, records[action.version], action.kind
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                step = self._next()
+                while step is None:
+                    if self._stopping:
+                        return
+                    self._lock.wait()
+                    step = self._next()
+                model, record, kind = step
+                record.state = State.LOADING if kind == "load" else State.UNLOADING
+                if kind == "unload":
+                    self._publish()
+            self._notify()
+            (self._load if kind == "load" else self._unload)(model, record)
+            self._notify()
+
+    def _load(self, model: str, record: VersionRecord) -> None:
+        started = time.monotonic()
+        for attempt in range(self._load_retries + 1):
+            try:
+                servable = self._loader(model, record.version, record.path)
+                break
+            except Exception as e:  # noqa: BLE001 - any load failure is reported in status
+                error = e if isinstance(e, ServingError) else ServingError(
+                    grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
+                log.warning("loading %s version %s failed (attempt %d): %s", model,
+                            record.version, attempt + 1, error.message)
+                if attempt == self._load_retries or not record.aspired:
+                    with self._lock:
+                        record.state, record.error = State.END, error
+                        record.fingerprint = fingerprint(record.path)
+                    return
+                time.sleep(self._retry_interval_s)
+        log.info("loaded %s version %s in %.2fs", model, record.version,
+                 time.monotonic() - started)
+        with self._lock:
+            record.servable, record.state = servable, State.AVAILABLE
+            self._publish()
+
+    def _unload(self, model: str, record: VersionRecord) -> None:
+        record.servable.close(self._drain_timeout_s)
+        with self._lock:
+            record.servable, record.state = None, State.END
+        log.info("unloaded %s version %s", model, record.version)
+
+    def _publish(self) -> None:
+        """Swap in a new snapshot of what is AVAILABLE (called with the lock held)."""
+        self._snapshot = ServingSnapshot(
+            {m: {v: r.servable for v, r in records.items() if r.state == State.AVAILABLE}
+             for m, records in self._records.items()},
+            {m: dict(labels) for m, labels in self._labels.items()})
+
+    def _notify(self) -> None:
+        with self._lock:
+            self._lock.notify_all()

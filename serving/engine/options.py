@@ -1,0 +1,151 @@
+"""``tensorflow_model_server``'s flags, with the same names, syntax and defaults, as one object.
+
+``parse_flags`` builds a frozen :class:`ServerOptions` once, at the command-line boundary; the
+rest of the engine receives it explicitly. Flags accept ``--name=value`` and ``--name value``;
+booleans also accept a bare ``--name`` (``model_servers/main.cc``, TensorFlow's flag parser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import os
+import textwrap
+from dataclasses import dataclass, fields
+
+from serving.engine import model_config
+
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+class FlagError(Exception):
+    """A flag value or combination the server cannot start with (one line)."""
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in TRUE_WORDS:
+        return True
+    if text.lower() in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything the engine is configured with (TF Serving's ``Server::Options``)."""
+
+    port: int = 8500
+    """gRPC TCP port; 0 disables TCP gRPC."""
+    grpc_socket_path: str = ""
+    """Also serve gRPC on this Unix socket."""
+    rest_api_port: int = 0
+    """HTTP/REST port; 0 (the default) disables REST."""
+    rest_api_timeout_in_ms: int = 30000
+    """Deadline of each REST request; DEADLINE_EXCEEDED (504) after it."""
+    rest_api_enable_cors_support: bool = False
+    """Add CORS headers to REST responses."""
+    model_name: str = "default"
+    """Single-model mode: the model's name."""
+    model_base_path: str = ""
+    """Single-model mode: the model's base path (without the version directory)."""
+    model_config_file: str = ""
+    """Text-format ModelServerConfig; overrides --model_name/--model_base_path."""
+    model_config_file_poll_wait_seconds: int = 0
+    """Re-read the config file every N seconds; 0 reads it once."""
+    file_system_poll_wait_seconds: int = 1
+    """How often base paths are listed for new versions; 0 = once, negative = never."""
+    enable_batching: bool = False
+    """Merge concurrent requests into batches."""
+    batching_parameters_file: str = ""
+    """Text-format BatchingParameters."""
+    monitoring_config_file: str = ""
+    """Text-format MonitoringConfig (Prometheus endpoint on the REST port)."""
+    allow_version_labels_for_unavailable_models: bool = False
+    """Let a new label point at a version that is not loaded yet."""
+    prefer_tflite_model: bool = False
+    """Serve model.tflite from a version directory when it has one."""
+    grpc_channel_arguments: str = ""
+    """gRPC server arguments, ``key=value,key=value``."""
+    enable_model_warmup: bool = True
+    """Replay assets.extra/tf_serving_warmup_requests before a version becomes AVAILABLE."""
+    num_request_iterations_for_warmup: int = 0
+    """Replays per warmup record (0 means 1)."""
+    tensorflow_session_parallelism: int = 0
+    """Both intra- and inter-op threads (0 = TensorFlow's choice)."""
+    tensorflow_intra_op_parallelism: int = 0
+    """Threads inside one op (0 = TensorFlow's choice)."""
+    tensorflow_inter_op_parallelism: int = 0
+    """Ops run in parallel (0 = TensorFlow's choice)."""
+    saved_model_tags: str = "serve"
+    """Comma-separated MetaGraph tags to load."""
+    max_num_load_retries: int = 5
+    """Retries after a failed load."""
+    load_retry_interval_micros: int = 60_000_000
+    """Delay between load retries."""
+    ssl_config_file: str = ""
+    """Text-format SSLConfig for gRPC."""
+    grace_period_seconds: float = 30.0
+    """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
+    host: str = "0.0.0.0"
+    """Address both front ends bind to (not a TF Serving flag)."""
+
+    @property
+    def tags(self) -> set[str]:
+        return {t.strip() for t in self.saved_model_tags.split(",") if t.strip()}
+
+    def initial_config(self) -> model_config.ModelServerConfig:
+        """The ModelServerConfig to start with: the config file, or the single-model flags."""
+        if self.model_config_file:
+            return model_config.read_file(self.model_config_file)
+        return model_config.single_model(self.model_name, self.model_base_path)
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """The one-line docstrings under each field, for ``--help``."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:], strict=False)
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant)}
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Declare every :class:`ServerOptions` field as a ``--flag`` with its default."""
+    docs = _attribute_docs(ServerOptions)
+    for field in fields(ServerOptions):
+        kind = {"bool": _bool, "int": int, "float": float}.get(str(field.type), str)
+        extra = {"nargs": "?", "const": True} if kind is _bool else {}
+        parser.add_argument(f"--{field.name}", type=kind, default=field.default,
+                            metavar=str(field.type).upper(),
+                            help=f"{docs.get(field.name, '')} (default: {field.default!r})",
+                            **extra)
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    """Build and check :class:`ServerOptions` from parsed flags.
+
+    Raises:
+        FlagError: an impossible combination, with TensorFlow Serving's wording where it has one.
+    """
+    options = ServerOptions(**{f.name: getattr(args, f.name) for f in fields(ServerOptions)})
+    if options.batching_parameters_file and not options.enable_batching:
+        raise FlagError("server_options.batching_parameters_file is set without setting "
+                        "server_options.enable_batching to true.")
+    if not options.model_config_file and not options.model_base_path:
+        raise FlagError("Both server_options.model_base_path and "
+                        "server_options.model_config_file are empty!")
+    if options.port == 0 and not options.grpc_socket_path:
+        raise FlagError("server_options.grpc_socket_path and server_options.port cannot both "
+                        "be zero or empty")
+    threads = (options.tensorflow_session_parallelism, options.tensorflow_intra_op_parallelism,
+               options.tensorflow_inter_op_parallelism)
+    if all(t > 0 for t in threads):
+        raise FlagError("Either configure server_options.tensorflow_session_parallelism or "
+                        "(server_options.tensorflow_intra_op_parallelism, "
+                        "server_options.tensorflow_inter_op_parallelism). You cannot configure "
+                        "all.")
+    if options.model_base_path and not options.model_config_file and not os.path.isabs(
+            options.model_base_path) and "://" not in options.model_base_path:
+        raise FlagError(f"Expected model {options.model_name} to have an absolute path or URI; "
+                        f"got base_path()={options.model_base_path}")
+    return options

@@ -1,0 +1,182 @@
+"""The REST front end: TensorFlow Serving's HTTP API on ``--rest_api_port``.
+
+It only translates: URL grammar (``model_servers/http_rest_api_util.cc``) and JSON in, one call
+to the service, JSON out, errors as ``{"error": message}`` with the HTTP status of
+:mod:`serving.errors`. Paths outside ``/v1/`` other than health and metrics get a plain 404, as
+TensorFlow Serving's libevent server answers.
+
+Health (not in TensorFlow Serving, whose status endpoint answers 200 even with nothing loaded):
+``GET /healthz`` is liveness (200 while the process serves HTTP), ``GET /readyz`` is readiness
+(200 only when every configured model has an AVAILABLE version, 503 otherwise and while
+shutting down).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+import grpc
+import orjson
+from aiohttp import web
+
+from serving import codec, codec_examples
+from serving.engine import responses
+from serving.engine.calls import ModelSpec, PredictCall
+from serving.engine.examples import serialized_examples
+from serving.engine.service import PredictionService
+from serving.errors import ServingError, invalid_argument
+
+log = logging.getLogger(__name__)
+
+POST_PATH = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                       r":(classify|regress|predict)", re.IGNORECASE)
+GET_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                      r"(?:/(metadata))?", re.IGNORECASE)
+JSON_HEADERS = {"Content-Type": "application/json"}
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+INT64_MAX = 2**63 - 1
+LIVENESS_PATH, READINESS_PATH = "/healthz", "/readyz"
+V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if int(text) > INT64_MAX:
+        raise invalid_argument(f"Failed to convert version: {text} to numeric.")
+    return int(text)
+
+
+def _malformed(request: web.Request) -> ServingError:
+    return invalid_argument(f"Malformed request: {request.method} {request.raw_path}")
+
+
+class RestApi:
+    """aiohttp handlers over one :class:`PredictionService`."""
+
+    def __init__(self, service: PredictionService, timeout_ms: int, cors: bool = False):
+        self._service = service
+        self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
+        self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
+        self.shutting_down = False
+
+    def app(self, max_body_bytes: int) -> web.Application:
+        app = web.Application(client_max_size=max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        return app
+
+    async def _route(self, request: web.Request) -> web.Response:
+        if V1_PREFIX.match(request.path):
+            return await self._v1(request)
+        if request.path == LIVENESS_PATH:
+            return web.json_response({"status": "alive"})
+        if request.path == READINESS_PATH:
+            ready = self._service.ready() and not self.shutting_down
+            return web.json_response({"status": "ready" if ready else "not ready"},
+                                     status=200 if ready else 503)
+        return web.Response(status=404, text="404 Not Found", content_type="text/html")
+
+    async def _v1(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._dispatch(request)
+            return web.Response(body=body, headers=self._headers)
+        except ServingError as e:
+            return self._error(e)
+        except web.HTTPRequestEntityTooLarge as e:
+            return web.Response(body=orjson.dumps({"error": e.text}), status=413,
+                                headers=self._headers)
+        except Exception:  # noqa: BLE001 - a bug must still answer JSON, and be logged
+            log.exception("internal error on %s %s", request.method, request.raw_path)
+            return self._error(ServingError(grpc.StatusCode.INTERNAL, "Internal error"))
+
+    def _error(self, error: ServingError) -> web.Response:
+        return web.Response(body=orjson.dumps({"error": error.message}),
+                            status=error.http_status, headers=self._headers)
+
+    async def _dispatch(self, request: web.Request) -> bytes:
+        path = request.raw_path.split("?", 1)[0]
+        if request.method == "POST":
+            match = POST_PATH.fullmatch(path)
+            if match is None or match.group(4) not in ("predict", "classify", "regress"):
+                raise _malformed(request)
+            name, version, label, verb = match.groups()
+            spec_args = (unquote(name), _version(version), label and unquote(label))
+            handler: Callable[..., Awaitable[bytes]] = getattr(self, f"_{verb}")
+            return await handler(spec_args, await self._body(request))
+        if request.method == "GET":
+            match = GET_PATH.fullmatch(path)
+            if match is None:
+                raise _malformed(request)
+            name, version, label, metadata = match.groups()
+            if not name:
+                raise invalid_argument("Missing model name in request.")
+            spec = ModelSpec(unquote(name), _version(version), label and unquote(label))
+            return self._metadata(spec) if metadata else self._status(spec)
+        raise _malformed(request)
+
+    @staticmethod
+    async def _body(request: web.Request) -> bytes:
+        body = await request.read()
+        if "gzip" in request.headers.get("Content-Encoding", ""):
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError) as e:
+                raise invalid_argument(f"Failed to decompress gzip body: {e}") from None
+        return body
+
+    def _deadline(self) -> float | None:
+        return None if self._timeout_s is None else time.monotonic() + self._timeout_s
+
+    async def _predict(self, spec_args: tuple, body: bytes) -> bytes:
+        request = codec.decode_predict_json(body)
+        call = PredictCall(ModelSpec(*spec_args, signature_name=request.signature_name or ""),
+                           request.inputs, json_row_format=request.row_format,
+                           entrypoint="REST", deadline=self._deadline())
+        result = await self._service.predict(call)
+        return codec.encode_predict_json(result.outputs, request.row_format)
+
+    async def _classify(self, spec_args: tuple, body: bytes) -> bytes:
+        signature_name, model_input = codec_examples.decode_examples_json(body, "classify")
+        result = await self._service.classify(ModelSpec(*spec_args, signature_name or ""),
+                                              serialized_examples(model_input),
+                                              self._deadline())
+        if result.num_examples == 0:
+            raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
+        return codec_examples.encode_classify_json(result.classes, result.scores)
+
+    async def _regress(self, spec_args: tuple, body: bytes) -> bytes:
+        signature_name, model_input = codec_examples.decode_examples_json(body, "regress")
+        result = await self._service.regress(ModelSpec(*spec_args, signature_name or ""),
+                                             serialized_examples(model_input),
+                                             self._deadline())
+        return codec_examples.encode_regress_json(result.values)
+
+    def _metadata(self, spec: ModelSpec) -> bytes:
+        served, signature_defs = self._service.metadata(spec)
+        return responses.metadata_json(responses.metadata_response(served, signature_defs))
+
+    def _status(self, spec: ModelSpec) -> bytes:
+        # TensorFlow Serving ignores the label segment of a status request.
+        statuses = self._service.status(spec.name, spec.version)
+        return responses.status_json(responses.status_response(statuses))
+
+
+async def start(api: RestApi, host: str, port: int, max_body_bytes: int,
+                grace_s: float) -> web.AppRunner:
+    """Serve ``api`` on ``host:port``; returns the runner to stop it with."""
+    runner = web.AppRunner(api.app(max_body_bytes), access_log=None, handle_signals=False,
+                           shutdown_timeout=grace_s)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+async def stop(runner: web.AppRunner) -> None:
+    """Stop accepting, let requests in flight finish (within the grace period), close."""
+    await runner.cleanup()

@@ -1,0 +1,146 @@
+"""The composition root: builds the engine from :class:`ServerOptions` and runs it.
+
+Start-up: both front ends listen at once (liveness answers, readiness says "not ready"), the
+initial config loads; if a configured model cannot become available the process prints
+``Failed to start server. Error: ...`` and exits 255, as ``tensorflow_model_server`` does.
+SIGTERM/SIGINT: readiness and gRPC health turn NOT_SERVING, both front ends stop accepting and
+finish requests in flight (bounded by ``--grace_period_seconds``), versions unload, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import tensorflow as tf
+import uvloop
+
+from serving.engine import grpc_api, rest
+from serving.engine.core import ConfigFilePoller, ServerCore
+from serving.engine.loader import make_loader
+from serving.engine.manager import Manager
+from serving.engine.options import ServerOptions
+from serving.engine.service import PredictionService
+from serving.engine.source import FileSystemSource
+from serving.errors import ServingError
+
+log = logging.getLogger("serving")
+EXIT_START_FAILED = 255
+MAX_REST_BODY_BYTES = 1 << 30
+HEALTH_INTERVAL_S = 0.25
+
+
+def _configure_tensorflow(options: ServerOptions) -> None:
+    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
+    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+class EngineServer:
+    """All parts of one engine process, wired together."""
+
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
+                                           thread_name_prefix="model")
+        self.manager = Manager(make_loader(options), options.max_num_load_retries,
+                               options.load_retry_interval_micros / 1e6,
+                               drain_timeout_s=options.grace_period_seconds)
+        self.source = FileSystemSource(self.manager, options.file_system_poll_wait_seconds,
+                                       options.prefer_tflite_model)
+        self.core = ServerCore(self.manager, self.source,
+                               options.allow_version_labels_for_unavailable_models)
+        self.service = PredictionService(self.manager, self.executor,
+                                         self.core.configured_models)
+        self.health = grpc_api.HealthReporter(self.service)
+        self.rest_api = rest.RestApi(self.service, options.rest_api_timeout_in_ms,
+                                     options.rest_api_enable_cors_support)
+        self.stopping = asyncio.Event()
+        self.poller: ConfigFilePoller | None = None
+
+    async def _start_front_ends(self):
+        options = self.options
+        grpc_server = grpc_api.build_server(self.service, self.core, self.health,
+                                            options.grpc_channel_arguments)
+        if options.port:
+            grpc_server.add_insecure_port(f"{options.host}:{options.port}")
+            print(f"Running gRPC ModelServer at {options.host}:{options.port} ...", flush=True)
+        if options.grpc_socket_path:
+            grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
+            print(f"Running gRPC ModelServer at unix:{options.grpc_socket_path} ...", flush=True)
+        await grpc_server.start()
+        runner = None
+        if options.rest_api_port and options.rest_api_port != options.port:
+            runner = await rest.start(self.rest_api, options.host, options.rest_api_port,
+                                      MAX_REST_BODY_BYTES, options.grace_period_seconds)
+            print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",
+                  flush=True)
+        return grpc_server, runner
+
+    async def _report_health(self) -> None:
+        while not self.stopping.is_set():
+            await self.health.update()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), HEALTH_INTERVAL_S)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stopping.set)
+        grpc_server, runner = await self._start_front_ends()
+        health_task = asyncio.create_task(self._report_health())
+        status = await self._initial_load()
+        if status == 0:
+            await self.stopping.wait()
+        await self._shutdown(grpc_server, runner, health_task)
+        return status
+
+    async def _initial_load(self) -> int:
+        try:
+            await asyncio.to_thread(self.core.reload_config, self.options.initial_config())
+        except ServingError as e:
+            print(f"Failed to start server. Error: {e.code.name}: {e.message}", flush=True)
+            return EXIT_START_FAILED
+        gc.collect()
+        gc.freeze()  # keep the loaded models out of every later GC pass (p99, see DESIGN.md)
+        if self.options.model_config_file:
+            self.poller = ConfigFilePoller(self.core, self.options.model_config_file,
+                                           self.options.model_config_file_poll_wait_seconds)
+            self.poller.start()
+        self.source.start()
+        log.info("all configured models are available")
+        return 0
+
+    async def _shutdown(self, grpc_server, runner, health_task) -> None:
+        log.info("shutting down: draining requests in flight")
+        self.rest_api.shutting_down = True
+        self.stopping.set()
+        await health_task
+        await self.health.update(shutting_down=True)
+        stops = [grpc_server.stop(self.options.grace_period_seconds)]
+        if runner is not None:
+            stops.append(rest.stop(runner))
+        await asyncio.gather(*stops)
+        self.source.stop()
+        if self.poller:
+            self.poller.stop()
+        await asyncio.to_thread(self.manager.stop)
+        self.executor.shutdown(wait=True)
+
+
+def run(options: ServerOptions) -> int:
+    """Run the engine until SIGTERM/SIGINT; returns the process exit status."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_tensorflow(options)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(EngineServer(options).run())

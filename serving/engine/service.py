@@ -1,0 +1,175 @@
+"""The prediction service: what both front ends call (TensorFlow Serving's "predictor").
+
+It asks the manager for a pinned servable, resolves and validates the signature, runs the model
+on the model executor (never on the event loop) and returns typed results. Messages and codes are
+TensorFlow Serving's (``servables/tensorflow/predict_util.cc``, ``classifier.cc``,
+``regressor.cc``, ``model_servers/get_model_status_impl.cc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import grpc
+import numpy as np
+
+from serving import codec
+from serving.engine import inference
+from serving.engine.calls import (
+    ClassifyResult,
+    ModelSpec,
+    PredictCall,
+    PredictResult,
+    RegressResult,
+    Served,
+    VersionStatus,
+)
+from serving.engine.manager import Manager
+from serving.engine.servable import Servable
+from serving.engine.signature import DEFAULT_SIGNATURE, SignatureInfo, shape_matches
+from serving.errors import ServingError, invalid_argument
+
+Inputs = dict[str, np.ndarray]
+
+
+def _signature(servable: Servable, name: str, rest: bool) -> SignatureInfo:
+    key = name or DEFAULT_SIGNATURE
+    if key in servable.signatures:
+        return servable.signatures[key]
+    if rest:
+        raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f'Serving signature key "{key}" not found.')
+
+
+def _braces(names) -> str:
+    return "{" + ",".join(sorted(names)) + "}"
+
+
+def _check_grpc_inputs(signature: SignatureInfo, inputs: Inputs) -> None:
+    """Input names and dtypes of a gRPC request, as ``predict_util.cc`` checks them."""
+    sent, expected = set(inputs), set(signature.inputs)
+    if sent != expected:
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({_braces(sent)}) != len({_braces(expected)}). Sent extra: "
+            f"{_braces(sent - expected)}. Missing but required: {_braces(expected - sent)}.")
+    for index, (alias, info) in enumerate(sorted(signature.inputs.items())):
+        got = codec.dtype_of_array(inputs[alias])
+        if got.enum != info.dtype.enum:
+            raise invalid_argument(f"Expects arg[{index}] to be {info.dtype.name} but "
+                                   f"{got.name} is provided")
+
+
+def _check_shapes(signature: SignatureInfo, inputs: Inputs) -> None:
+    for alias, info in signature.inputs.items():
+        shape = np.shape(inputs[alias])
+        if not shape_matches(shape, info.shape):
+            expected = "?" if info.shape is None else [-1 if d is None else d for d in info.shape]
+            raise invalid_argument(f"input '{alias}' has shape {list(shape)} but the signature "
+                                   f"'{signature.key}' expects {expected}")
+
+
+def _output_names(signature: SignatureInfo, output_filter: tuple[str, ...]) -> list[str]:
+    if not output_filter:
+        return sorted(signature.outputs)
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} "
+                                   f"Outputs expected to be in the set "
+                                   f"{_braces(signature.outputs)}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return list(output_filter)
+
+
+class PredictionService:
+    """Predict, Classify, Regress, MultiInference, metadata and status over the manager."""
+
+    def __init__(self, manager: Manager, executor: Executor,
+                 configured_models: Callable[[], list[str]]):
+        self._manager = manager
+        self._executor = executor
+        self._configured_models = configured_models
+
+    async def _run(self, fn: Callable, *args, deadline: float | None = None):
+        """Run ``fn`` on the model executor; DEADLINE_EXCEEDED once ``deadline`` passes."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        if deadline is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0))
+        except TimeoutError:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+    async def predict(self, call: PredictCall) -> PredictResult:
+        spec = call.spec
+        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+            rest = call.json_row_format is not None
+            signature = _signature(servable, spec.signature_name, rest)
+            if rest:
+                if not signature.inputs:
+                    raise invalid_argument("Failed to get input map for signature: "
+                                           f"{spec.signature_name or 'DEFAULT'}")
+                inputs = codec.bind_inputs(call.inputs, signature.input_dtypes(),
+                                           call.json_row_format)
+            else:
+                inputs = call.inputs
+                _check_grpc_inputs(signature, inputs)
+            _check_shapes(signature, inputs)
+            outputs = _output_names(signature, call.output_filter)
+            result = await self._run(servable.run, signature.key, inputs, outputs,
+                                     deadline=call.deadline)
+            return PredictResult(Served(spec.name, servable.version, signature.key), result)
+
+    async def classify(self, spec: ModelSpec, examples: np.ndarray,
+                       deadline: float | None = None) -> ClassifyResult:
+        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+            job = inference.ClassifyJob(servable, spec.signature_name)
+            classes, scores = await self._run(job.run, examples, deadline=deadline)
+            return ClassifyResult(Served(spec.name, servable.version, job.signature.key),
+                                  classes, scores)
+
+    async def regress(self, spec: ModelSpec, examples: np.ndarray,
+                      deadline: float | None = None) -> RegressResult:
+        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+            job = inference.RegressJob(servable, spec.signature_name)
+            values = await self._run(job.run, examples, deadline=deadline)
+            return RegressResult(Served(spec.name, servable.version, job.signature.key), values)
+
+    async def multi_inference(self, specs: list[tuple[ModelSpec, str]], examples: np.ndarray,
+                              deadline: float | None = None
+                              ) -> list[ClassifyResult | RegressResult]:
+        """Several classify/regress signatures of one model on the same examples, in order."""
+        inference.check_multi_inference(specs)
+        first = specs[0][0]
+        with self._manager.handle(first.name, first.version, first.label) as servable:
+            jobs = [inference.job_for_method(servable, spec.signature_name, method)
+                    for spec, method in specs]
+            answers = await self._run(lambda: [job.run(examples) for job in jobs],
+                                      deadline=deadline)
+        served = [Served(first.name, servable.version, job.signature.key) for job in jobs]
+        return [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)
+                else RegressResult(s, a) for s, j, a in zip(served, jobs, answers, strict=True)]
+
+    def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
+        """The served version and its SignatureDefs (GetModelMetadata's ``signature_def``)."""
+        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+            return Served(spec.name, servable.version, ""), servable.signature_defs
+
+    def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """Every tracked version of ``name``, highest first (labels are ignored, as in TF)."""
+        return [VersionStatus(r.version, r.state.name,
+                              r.error.code.name if r.error else "OK",
+                              r.error.message if r.error else "")
+                for r in self._manager.version_status(name, version)]
+
+    def ready(self) -> bool:
+        """True when every configured model has an AVAILABLE version."""
+        models = self._manager.snapshot().models
+        return all(models.get(m) for m in self._configured_models())

@@ -1,0 +1,59 @@
+"""Signature metadata of a loaded version: names, dtypes and shapes of inputs and outputs.
+
+Built once at load time from the SavedModel's ``SignatureDef`` protos (or synthesized for TFLite),
+and used by the service to resolve and validate requests without touching TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from serving.codec import TFDType, resolve
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output: dtype and shape (None dims are unknown; None shape is unknown rank)."""
+
+    dtype: TFDType
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    key: str
+    method_name: str
+    inputs: Mapping[str, TensorInfo]
+    outputs: Mapping[str, TensorInfo]
+
+    def input_dtypes(self) -> dict[str, str]:
+        return {name: info.dtype.name for name, info in self.inputs.items()}
+
+
+def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
+    shape = None if proto.tensor_shape.unknown_rank else tuple(
+        None if d.size < 0 else d.size for d in proto.tensor_shape.dim)
+    return TensorInfo(resolve(proto.dtype), shape)
+
+
+def from_signature_defs(defs: Mapping[str, meta_graph_pb2.SignatureDef]
+                        ) -> dict[str, SignatureInfo]:
+    """SignatureInfo for every signature of a SavedModel, internal ones left out."""
+    return {key: SignatureInfo(key, sig.method_name,
+                               {a: _tensor_info(t) for a, t in sig.inputs.items()},
+                               {a: _tensor_info(t) for a, t in sig.outputs.items()})
+            for key, sig in defs.items() if not key.startswith("__")}
+
+
+def shape_matches(shape: tuple[int, ...], expected: tuple[int | None, ...] | None) -> bool:
+    """Whether an input of ``shape`` fits a signature shape (None dims match anything)."""
+    if expected is None:
+        return True
+    return len(shape) == len(expected) and all(
+        e is None or e == s for s, e in zip(shape, expected, strict=True))

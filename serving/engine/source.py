@@ -1,0 +1,94 @@
+"""The file-system source: which versions of each configured model exist and are aspired.
+
+Each poll lists every model's base path, keeps the *complete* numeric version directories
+(``saved_model.pb`` written — or ``model.tflite`` with ``--prefer_tflite_model``; a half-copied
+directory is ignored until it is complete), applies the model's version policy and hands the
+manager the full aspired list (``sources/storage_path/file_system_storage_path_source.cc``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from serving.engine import policy
+from serving.engine.manager import Manager
+from serving.engine.model_config import ModelServerConfig
+from serving.engine.servable import SAVED_MODEL_FILE, TFLITE_FILE
+
+log = logging.getLogger(__name__)
+
+
+def complete_versions(base_path: Path, prefer_tflite: bool) -> dict[int, Path]:
+    """Numeric children of ``base_path`` that hold a complete model (``007`` is version 7)."""
+    markers = (SAVED_MODEL_FILE, TFLITE_FILE) if prefer_tflite else (SAVED_MODEL_FILE,)
+    found: dict[int, Path] = {}
+    for child in sorted(base_path.iterdir()):
+        if child.name.isdigit() and any((child / m).is_file() for m in markers):
+            found.setdefault(int(child.name), child)
+    return found
+
+
+class FileSystemSource:
+    """Polls base paths every ``poll_seconds`` (0: once; negative: never) and feeds the manager."""
+
+    def __init__(self, manager: Manager, poll_seconds: float, prefer_tflite: bool):
+        self._manager, self._poll_seconds = manager, poll_seconds
+        self._prefer_tflite = prefer_tflite
+        self._models: dict[str, tuple[Path, policy.VersionPolicy]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._warned: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    def configure(self, config: ModelServerConfig) -> None:
+        """Watch exactly the models of ``config``; models no longer listed are unloaded."""
+        models = {m.name: (Path(m.base_path), m.model_version_policy)
+                  for m in config.model_config_list.config}
+        with self._lock:
+            removed = set(self._models) - set(models)
+            self._models = models
+        for name in removed:
+            self._manager.set_aspired_versions(name, {})
+        self.poll()
+
+    def poll(self) -> None:
+        """List every base path once and hand each model's aspired versions to the manager."""
+        with self._lock:
+            models = dict(self._models)
+        for name, (base_path, version_policy) in models.items():
+            try:
+                on_disk = complete_versions(base_path, self._prefer_tflite)
+            except OSError as e:
+                self._warn_once(name, f"Could not find base path {base_path} for servable "
+                                      f"{name} with error {e.strerror}")
+                continue
+            if not on_disk:
+                self._warn_once(name, f"No versions of servable {name} found under base path "
+                                      f"{base_path}. Did you forget to name your leaf directory "
+                                      "as a number (eg. '/1/')?")
+            else:
+                self._warned.discard(name)
+            wanted = policy.aspired_versions(version_policy, on_disk)
+            self._manager.set_aspired_versions(name, {v: on_disk[v] for v in wanted})
+
+    def _warn_once(self, name: str, message: str) -> None:
+        if name not in self._warned:
+            log.warning(message)
+            self._warned.add(name)
+
+    def start(self) -> None:
+        """Keep polling in the background (the first poll happened in :meth:`configure`)."""
+        if self._poll_seconds > 0:
+            self._thread = threading.Thread(target=self._loop, name="source", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            self.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
