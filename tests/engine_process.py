@@ -1,0 +1,86 @@
+"""A real engine process for tests: ``servectl serve`` on free loopback ports, waited on with a
+real readiness probe, stopped with SIGTERM (and its exit status checked by the caller)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+
+def free_port() -> int:
+    """A port the OS says is free now (the engine keeps TF Serving's meaning of --port=0: off)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EngineProcess:
+    """One ``servectl serve`` child process."""
+
+    def __init__(self, *flags: str, grpc_port: int | None = None, rest_port: int | None = None):
+        self.grpc_port = grpc_port or free_port()
+        self.rest_port = rest_port or free_port()
+        self.flags = [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+                      "--host=127.0.0.1", *flags]
+        fd, self._log_path = tempfile.mkstemp(prefix="engine-", suffix=".log")
+        self._log = os.fdopen(fd, "w")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, wait: str | None = "ready", timeout: float = 120) -> EngineProcess:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "servectl.cli", "serve",
+                                         *self.flags], stdout=self._log,
+                                        stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_for(f"/{'readyz' if wait == 'ready' else 'healthz'}", timeout)
+        return self
+
+    def wait_for(self, path: str, timeout: float = 120) -> None:
+        """Poll ``path`` until it answers 200; fail with the log if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.rest_url + path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{path} not 200 after {timeout}s:\n{self.log()}")
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.grpc_target)
+
+    def log(self) -> str:
+        return Path(self._log_path).read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
