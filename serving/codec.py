@@ -2,9 +2,10 @@
 
 One import for every wire conversion, in TensorFlow Serving's formats:
 
-* JSON requests: `decode_predict_json` (body -> `PredictJsonRequest`), then
-  `bind_inputs` / `coerce_to_dtype` (signature names and dtypes, with TensorFlow
-  Serving's strictness).
+* JSON requests: `decode_predict_json` (body -> `PredictJsonRequest`; in two steps,
+  `parse_predict_json` then `decode_predict_document`, for a server that looks the
+  model up in between as TensorFlow Serving does), then `bind_inputs` /
+  `coerce_to_dtype` (signature names and dtypes, with TensorFlow Serving's strictness).
 * JSON responses: `encode_predict_json` (`predictions` / `outputs`).
 * gRPC: `ndarray_to_tensor_proto` / `tensor_proto_to_ndarray`.
 * The dtype table: `resolve`, `dtype_of_array`, `BY_ENUM`, `BY_NAME`, `BY_NUMPY`.
@@ -25,7 +26,13 @@ Typical REST round trip:
 from __future__ import annotations
 
 from serving.codec_dtypes import BY_ENUM, BY_NAME, BY_NUMPY, TFDType, dtype_of_array, resolve
-from serving.codec_json import PredictJsonRequest, bind_inputs, decode_predict_json
+from serving.codec_json import (
+    PredictJsonRequest,
+    bind_inputs,
+    decode_predict_document,
+    decode_predict_json,
+    parse_predict_json,
+)
 from serving.codec_json_encode import encode_predict_json, tf_float32_values
 from serving.codec_json_parse import parse_json_object
 from serving.codec_proto import ndarray_to_tensor_proto, tensor_proto_to_ndarray
@@ -39,12 +46,14 @@ __all__ = [
     "TFDType",
     "bind_inputs",
     "coerce_to_dtype",
+    "decode_predict_document",
     "decode_predict_json",
     "dtype_of_array",
     "encode_predict_json",
     "format_decimal",
     "ndarray_to_tensor_proto",
     "parse_json_object",
+    "parse_predict_json",
     "resolve",
     "tensor_proto_to_ndarray",
     "tf_float32_values",

@@ -3,13 +3,15 @@
 Request: ``{"signature_name": ..., "context": {features}, "examples": [{features}, ...]}``.
 A feature value is a scalar or a list of scalars of one kind: JSON integers (and booleans)
 become ``int64_list``, numbers with a fraction or exponent ``float_list``, strings and
-``{"b64": ...}`` ``bytes_list``. Response: ``{"results": ...}``.
+``{"b64": ...}`` ``bytes_list``. Response: ``{"results": ...}``, non-finite values written as
+TensorFlow Serving's ``NaN`` / ``Infinity`` / ``-Infinity`` tokens.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,12 @@ _KINDS = {int: "int64", bool: "int64", float: "float", str: "bytes", bytes: "byt
 
 
 def _json_type(value: Any) -> str:
+    """rapidjson's type name (``JsonTypeString``): booleans are ``True`` / ``False``."""
     if value is None:
         return "Null"
-    return {list: "Array", dict: "Object", str: "String", bool: "Bool"}.get(type(value),
-                                                                           "Number")
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return {list: "Array", dict: "Object", str: "String"}.get(type(value), "Number")
 
 
 def _scalar(name: str, value: Any) -> Any:
@@ -62,20 +66,23 @@ def _feature(feature, name: str, value: Any) -> None:
                                         for v in values)
 
 
-def _example(doc: dict, value: Any):
+def _example(value: Any):
     from tensorflow.core.example import example_pb2
 
     if not isinstance(value, dict):
-        raise json_value_error(doc, f"Example must be JSON object but got JSON "
-                                    f"{_json_type(value)}")
+        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
     example = example_pb2.Example()
     for name, feature_value in value.items():
         _feature(example.features.feature[name], name, feature_value)
     return example
 
 
-def decode_examples_json(body: bytes, method: str) -> tuple[str | None, Any]:
+def decode_examples_json(body: bytes) -> tuple[str | None, Any]:
     """Parse a ``:classify``/``:regress`` body into ``(signature_name, Input proto)``.
+
+    Same order as ``FillClassifyRegressRequestFromJson``: ``signature_name``, then ``context``,
+    then ``examples`` (whose missing-key message says "classify" for both verbs, as TensorFlow
+    Serving's does).
 
     Raises:
         ServingError: INVALID_ARGUMENT with TensorFlow Serving's messages.
@@ -84,21 +91,22 @@ def decode_examples_json(body: bytes, method: str) -> tuple[str | None, Any]:
 
     doc = parse_json_object(body)
     signature_name = doc.get("signature_name")
-    if signature_name is not None and not isinstance(signature_name, str):
+    if "signature_name" in doc and not isinstance(signature_name, str):
         raise json_value_error(doc, "not formatted correctly. 'signature_name' key must be a "
                                     "string value.")
+    context = _example(doc["context"]) if "context" in doc else None
     if "examples" not in doc:
-        raise json_value_error(doc, f"When method is {method}, key 'examples' is expected and "
+        raise json_value_error(doc, "When method is classify, key 'examples' is expected and "
                                     "was not found")
     examples = doc["examples"]
     if not isinstance(examples, list):
         raise json_value_error(doc, "Expecting 'examples' value to be an list/array")
     if not examples:
         raise json_value_error(doc, "'examples' value is an empty array")
-    parsed = [_example(doc, e) for e in examples]
-    if "context" in doc:
+    parsed = [_example(e) for e in examples]
+    if context is not None:
         model_input = input_pb2.Input()
-        model_input.example_list_with_context.context.CopyFrom(_example(doc, doc["context"]))
+        model_input.example_list_with_context.context.CopyFrom(context)
         model_input.example_list_with_context.examples.extend(parsed)
     else:
         model_input = input_pb2.Input(example_list=input_pb2.ExampleList(examples=parsed))
@@ -114,9 +122,18 @@ def encode_classify_json(classes: np.ndarray | None, scores: np.ndarray | None) 
     values = np.zeros(shape) if scores is None else tf_float32_values(scores)
     rows = [[[label, score] for label, score in zip(lr, vr, strict=True)]
             for lr, vr in zip(labels.tolist(), values.tolist(), strict=True)]
-    return orjson.dumps({"results": rows})
+    return _dumps({"results": rows}, values)
 
 
 def encode_regress_json(values: np.ndarray) -> bytes:
     """``{"results": [v1, v2, ...]}``."""
-    return orjson.dumps({"results": tf_float32_values(values).tolist()})
+    values = tf_float32_values(values)
+    return _dumps({"results": values.tolist()}, values)
+
+
+def _dumps(document: dict, values: np.ndarray) -> bytes:
+    """orjson, or the stdlib when ``values`` holds NaN/inf: it writes TF's ``NaN``/``Infinity``
+    tokens where orjson would write ``null``."""
+    if np.isfinite(values).all():
+        return orjson.dumps(document)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -18,7 +18,13 @@ from serving.codec_json_parse import json_value_error, parse_json_object
 from serving.codec_values import coerce_to_dtype, element_error, json_to_array, render_json
 from serving.errors import ServingError, invalid_argument
 
-__all__ = ["PredictJsonRequest", "bind_inputs", "decode_predict_json"]
+__all__ = [
+    "PredictJsonRequest",
+    "bind_inputs",
+    "decode_predict_document",
+    "decode_predict_json",
+    "parse_predict_json",
+]
 
 _MAX_RANK = 64  # numpy's limit on dimensions (TensorFlow allows 254)
 _PLAIN_ROWS = (
@@ -167,12 +173,31 @@ def decode_predict_json(body: bytes | bytearray | memoryview | str) -> PredictJs
         >>> decode_predict_json(b'{"instances": [[1.0, 2.0], [3.0, 4.0]]}').inputs.shape
         (2, 2)
     """
+    return decode_predict_document(parse_predict_json(body))
+
+
+def parse_predict_json(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Parses a `:predict` body and checks `signature_name`: what TensorFlow Serving does
+    before it looks the model and signature up. `decode_predict_document` does the rest.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a body that is not a JSON object or whose
+            `signature_name` is not a string.
+    """
     doc = parse_json_object(body)
-    signature = doc.get("signature_name")
-    if "signature_name" in doc and not isinstance(signature, str):
+    if "signature_name" in doc and not isinstance(doc["signature_name"], str):
         raise json_value_error(
             doc, "not formatted correctly. 'signature_name' key must be a string value."
         )
+    return doc
+
+
+def decode_predict_document(doc: dict[str, Any]) -> PredictJsonRequest:
+    """Decodes `instances` / `inputs` of a document from `parse_predict_json`.
+
+    See `decode_predict_json` for the formats and errors.
+    """
+    signature = doc.get("signature_name")
     if "instances" in doc and "inputs" in doc:
         raise json_value_error(
             doc,

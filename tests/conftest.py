@@ -29,3 +29,40 @@ def run_servectl(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     """Run the real ``servectl`` console entry point in a child process."""
     return subprocess.run([sys.executable, "-m", "servectl.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+MODELS_CONFIG = """model_config_list {{
+{entries}}}
+"""
+
+
+def models_config(paths: dict, labels: dict | None = None, policies: dict | None = None) -> str:
+    """Text-format ModelServerConfig for ``{name: base_path}``."""
+    entries = []
+    for name, path in paths.items():
+        extra = policies.get(name, "") if policies else ""
+        for label, version in (labels or {}).get(name, {}).items():
+            extra += f' version_labels {{ key: "{label}" value: {version} }}'
+        entries.append(f'  config {{ name: "{name}" base_path: "{path}" '
+                       f'model_platform: "tensorflow"{extra} }}\n')
+    return MODELS_CONFIG.format(entries="".join(entries))
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory):
+    """Every model of tests/model_builders.py, written once: ``{name: base_path}``."""
+    from tests.model_builders import build_all
+
+    return build_all(tmp_path_factory.mktemp("engine-models"))
+
+
+@pytest.fixture(scope="session")
+def engine(test_models, tmp_path_factory):
+    """One engine serving every test model over REST and gRPC, for the conformance tests."""
+    from tests.engine_process import EngineProcess
+
+    config = tmp_path_factory.mktemp("engine-config") / "models.config"
+    config.write_text(models_config(test_models))
+    server = EngineProcess(f"--model_config_file={config}").start()
+    yield server
+    assert server.stop() == 0, server.log()

@@ -68,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if binary and args.engine in ("auto", "tfserving"):
         argv = sys.argv[sys.argv.index("serve") + 1:]
         os.execv(binary, [binary, *_tfserving_argv(argv)])
-    from serving.engine import model_config, server
+    from serving.engine import server, settings
 
     try:
-        options.initial_config()
-    except model_config.ConfigParseError as e:
-        print(e, file=sys.stderr)
-        raise UsageError(f"Invalid protobuf file: '{options.model_config_file}'") from None
-    return server.run(options)
+        engine_settings = settings.load(options)
+    except settings.SettingsError as e:
+        raise UsageError(str(e)) from None
+    return server.run(engine_settings)

@@ -3,8 +3,8 @@
 
 It only translates protos to service calls and errors to status codes (messages over 1024
 characters are cut and end with ``...TRUNCATED``, as ``model_servers/grpc_status_util.cc`` does).
-The health service reports SERVING, for the server and for both service names, only while every
-configured model has an AVAILABLE version.
+The health service reports SERVING, for the server and for both services (by full and by short
+name), only while every configured model has an AVAILABLE version.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 2**31 - 1
 MAX_ERROR_CHARS = 1024
 SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+# tensorflow_model_server marks its services SERVING by these short names (server.cc).
+SHORT_SERVICE_NAMES = ("PredictionService", "ModelService")
+NOT_A_LIST = ("ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+              "ModelConfigList is currently supported")
 
 
 def _abort_on_error(method):
@@ -79,13 +83,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_abort_on_error
     async def Predict(self, request, context):  # noqa: N802 - gRPC method names
+        spec = model_spec(request)  # before the tensors, as predict_impl.cc checks it first
         inputs = {}
         for alias, proto in request.inputs.items():
             try:
                 inputs[alias] = codec.tensor_proto_to_ndarray(proto)
             except ServingError:
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
-        call = PredictCall(model_spec(request), inputs, tuple(request.output_filter),
+        call = PredictCall(spec, inputs, tuple(request.output_filter),
                            deadline=_deadline(context))
         return responses.predict_response(await self._service.predict(call))
 
@@ -105,6 +110,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_abort_on_error
     async def MultiInference(self, request, context):  # noqa: N802
+        if not request.tasks or not request.tasks[0].model_spec.name:
+            # TF first looks up the servable of tasks[0] (the default ModelSpec when there is
+            # none): multi_inference_helper.cc, GetModelSpecFromRequest.
+            raise invalid_argument("ModelSpec has no name specified.")
         tasks = [(model_spec(task, check_name=False), task.method_name) for task in request.tasks]
         results = await self._service.multi_inference(tasks, serialized_examples(request.input),
                                                       _deadline(context))
@@ -112,14 +121,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_abort_on_error
     async def GetModelMetadata(self, request, context):  # noqa: N802
-        spec = model_spec(request)
+        model_spec(request, check_name=False)  # the fields are validated before the name
         if not request.metadata_field:
             raise invalid_argument("GetModelMetadataRequest must specify at least one "
                                    "metadata_field")
         for field in request.metadata_field:
             if field != responses.SIGNATURE_DEF_FIELD:
                 raise invalid_argument(f"Metadata field {field} is not supported")
-        return responses.metadata_response(*self._service.metadata(spec))
+        return responses.metadata_response(*self._service.metadata(model_spec(request)))
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -134,7 +143,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     @_abort_on_error
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # TF always sets it; OK is error_code 0
         try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise invalid_argument(NOT_A_LIST)  # model_service_impl.cc's default case
             await asyncio.to_thread(self._core.reload_config, request.config)
         except ServingError as e:
             response.status.error_code = e.code.value[0]
@@ -156,7 +168,7 @@ class HealthReporter:
         if serving != self._serving:
             status = health_pb2.HealthCheckResponse.SERVING if serving else \
                 health_pb2.HealthCheckResponse.NOT_SERVING
-            for name in ("", *SERVICE_NAMES):
+            for name in ("", *SERVICE_NAMES, *SHORT_SERVICE_NAMES):
                 await self.servicer.set(name, status)
             self._serving = serving
 

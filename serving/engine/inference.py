@@ -1,14 +1,15 @@
 """Classify, Regress and MultiInference over serialized ``tf.Example`` inputs, and warmup replay.
 
 Signature rules and messages follow ``servables/tensorflow/classifier.cc``, ``regressor.cc`` and
-``multi_inference.cc``: one DT_STRING input; classify reads ``classes`` and/or ``scores``,
-regress reads ``outputs`` shaped ``[batch]`` or ``[batch, 1]``.
+``multi_inference.cc``: one DT_STRING input named ``inputs``; classify reads ``classes`` and/or
+``scores``, regress reads ``outputs`` shaped ``[batch]`` or ``[batch, 1]``.
 """
 
 from __future__ import annotations
 
 import grpc
 import numpy as np
+from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving import codec
@@ -20,6 +21,7 @@ from serving.errors import ServingError, invalid_argument
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+EXAMPLES_INPUT = "inputs"
 
 
 def _signature(servable: Servable, name: str) -> SignatureInfo:
@@ -32,16 +34,33 @@ def _signature(servable: Servable, name: str) -> SignatureInfo:
     return signature
 
 
+def _debug_string(servable: Servable, key: str) -> str:
+    """``SignatureDef::DebugString()``, which TensorFlow Serving quotes in these errors."""
+    return text_format.MessageToString(servable.signature_defs[key])
+
+
+def _check_examples_input(servable: Servable, signature: SignatureInfo, kind: str) -> None:
+    """The one input must be named ``inputs`` (``kClassifyInputs`` / ``kRegressInputs``)."""
+    if EXAMPLES_INPUT not in signature.inputs:
+        raise invalid_argument(f"No {kind} inputs found in SignatureDef: "
+                               f"{_debug_string(servable, signature.key)}")
+
+
 class ClassifyJob:
     """A classification signature of one servable, checked once, run on examples."""
 
     def __init__(self, servable: Servable, signature_name: str):
         self.servable = servable
         self.signature = _signature(servable, signature_name)
+        if len(self.signature.outputs) not in (1, 2):
+            raise invalid_argument("Expected one or two output Tensors, found "
+                                   f"{len(self.signature.outputs)}")
+        _check_examples_input(servable, self.signature, "classification")
         self.outputs = [o for o in ("classes", "scores") if o in self.signature.outputs]
         if not self.outputs:
-            raise invalid_argument("No classification outputs found in SignatureDef: "
-                                   f"{self.signature.key}")
+            raise invalid_argument("Expected classification signature outputs to contain at "
+                                   'least one of "classes" or "scores". Signature was: '
+                                   f"{_debug_string(servable, self.signature.key)}")
 
     def run(self, examples: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         (alias,) = self.signature.inputs
@@ -60,11 +79,12 @@ class RegressJob:
     def __init__(self, servable: Servable, signature_name: str):
         self.servable = servable
         self.signature = _signature(servable, signature_name)
-        if "outputs" not in self.signature.outputs:
-            raise invalid_argument("No regression outputs found in SignatureDef: "
-                                   f"{self.signature.key}")
         if len(self.signature.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
+        _check_examples_input(servable, self.signature, "regression")
+        if "outputs" not in self.signature.outputs:
+            raise invalid_argument("No regression outputs found in SignatureDef: "
+                                   f"{_debug_string(servable, self.signature.key)}")
 
     def run(self, examples: np.ndarray) -> np.ndarray:
         (alias,) = self.signature.inputs

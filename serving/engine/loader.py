@@ -10,8 +10,10 @@ import tensorflow as tf
 
 from serving.engine import inference, warmup
 from serving.engine.manager import Loader
+from serving.engine.metrics import Metrics
 from serving.engine.options import ServerOptions
 from serving.engine.servable import TFLITE_FILE, Servable, load_saved_model, load_tflite
+from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +26,44 @@ def session_config(options: ServerOptions) -> tf.compat.v1.ConfigProto:
                                     inter_op_parallelism_threads=inter)
 
 
-def make_loader(options: ServerOptions) -> Loader:
-    """A loader for the manager: SavedModel or (``--prefer_tflite_model``) TFLite, warmed up."""
+def make_loader(options: ServerOptions, metrics: Metrics) -> Loader:
+    """A loader for the manager: SavedModel or (``--prefer_tflite_model``) TFLite, warmed up,
+    with TensorFlow's load and warmup metrics recorded."""
     config = session_config(options)
 
     def load(name: str, version: int, path: Path) -> Servable:
-        if options.prefer_tflite_model and (path / TFLITE_FILE).exists():
-            servable = load_tflite(name, version, path)
-        else:
-            servable = load_saved_model(name, version, path, options.tags, config)
+        started = time.monotonic()
+        try:
+            if options.prefer_tflite_model and (path / TFLITE_FILE).exists():
+                servable = load_tflite(name, version, path)
+            else:
+                servable = load_saved_model(name, version, path, options.tags, config)
+        except Exception:
+            metrics.load_attempts.labels(str(path), "fail").inc()
+            raise
+        metrics.load_attempts.labels(str(path), "success").inc()
+        metrics.load_latency.labels(str(path)).inc((time.monotonic() - started) * 1e6)
         if options.enable_model_warmup:
-            started = time.monotonic()
-            records = warmup.read_records(path)
-            warmup.replay(servable, records, inference.replay_record,
-                          options.num_request_iterations_for_warmup)
-            if records:
-                log.info("%s version %s: replayed %d warmup records in %.2fs", name, version,
-                         len(records), time.monotonic() - started)
+            _warm_up(servable, path, options.num_request_iterations_for_warmup, metrics)
         return servable
     return load
+
+
+def _warm_up(servable: Servable, path: Path, iterations: int, metrics: Metrics) -> None:
+    started = time.monotonic()
+    status = "OK"
+    records = []
+    try:
+        records = warmup.read_records(path)
+        warmup.replay(servable, records, inference.replay_record, iterations)
+    except ServingError as e:
+        status = e.code.name
+        raise
+    finally:
+        if records or status != "OK":
+            metrics.warmup_latency.labels(str(path), status).observe(
+                (time.monotonic() - started) * 1e6)
+            metrics.warmup_records.labels(str(path), status).inc(len(records))
+    if records:
+        log.info("%s version %s: replayed %d warmup records in %.2fs", servable.name,
+                 servable.version, len(records), time.monotonic() - started)

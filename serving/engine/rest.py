@@ -17,6 +17,7 @@ import gzip
 import logging
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
@@ -122,27 +123,33 @@ class RestApi:
 
     @staticmethod
     async def _body(request: web.Request) -> bytes:
+        """The body, gunzipped when ``Content-Encoding`` contains ``gzip`` (aiohttp's own
+        decompression is off, see :func:`start`). A body that does not gunzip reads as empty,
+        as in TensorFlow Serving (``evhttp_request.cc``), so the JSON parser reports it."""
         body = await request.read()
         if "gzip" in request.headers.get("Content-Encoding", ""):
             try:
                 body = gzip.decompress(body)
-            except (OSError, EOFError) as e:
-                raise invalid_argument(f"Failed to decompress gzip body: {e}") from None
+            except (OSError, EOFError, zlib.error):
+                body = b""
         return body
 
     def _deadline(self) -> float | None:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
 
     async def _predict(self, spec_args: tuple, body: bytes) -> bytes:
-        request = codec.decode_predict_json(body)
-        call = PredictCall(ModelSpec(*spec_args, signature_name=request.signature_name or ""),
-                           request.inputs, json_row_format=request.row_format,
+        document = codec.parse_predict_json(body)
+        spec = ModelSpec(*spec_args, signature_name=document.get("signature_name") or "")
+        # TensorFlow Serving looks the model and signature up before reading the tensors.
+        self._service.check_rest_signature(spec)
+        request = codec.decode_predict_document(document)
+        call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
                            entrypoint="REST", deadline=self._deadline())
         result = await self._service.predict(call)
         return codec.encode_predict_json(result.outputs, request.row_format)
 
     async def _classify(self, spec_args: tuple, body: bytes) -> bytes:
-        signature_name, model_input = codec_examples.decode_examples_json(body, "classify")
+        signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.classify(ModelSpec(*spec_args, signature_name or ""),
                                               serialized_examples(model_input),
                                               self._deadline())
@@ -151,7 +158,7 @@ class RestApi:
         return codec_examples.encode_classify_json(result.classes, result.scores)
 
     async def _regress(self, spec_args: tuple, body: bytes) -> bytes:
-        signature_name, model_input = codec_examples.decode_examples_json(body, "regress")
+        signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.regress(ModelSpec(*spec_args, signature_name or ""),
                                              serialized_examples(model_input),
                                              self._deadline())
@@ -170,8 +177,9 @@ class RestApi:
 async def start(api: RestApi, host: str, port: int, max_body_bytes: int,
                 grace_s: float) -> web.AppRunner:
     """Serve ``api`` on ``host:port``; returns the runner to stop it with."""
+    # auto_decompress=False: RestApi._body gunzips as TensorFlow Serving does (gzip only).
     runner = web.AppRunner(api.app(max_body_bytes), access_log=None, handle_signals=False,
-                           shutdown_timeout=grace_s)
+                           shutdown_timeout=grace_s, auto_decompress=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner

@@ -25,8 +25,11 @@ from serving.engine import grpc_api, rest
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
+from serving.engine.batcher import BatchScheduler
+from serving.engine.metrics import Metrics
 from serving.engine.options import ServerOptions
 from serving.engine.service import PredictionService
+from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
 from serving.errors import ServingError
 
@@ -48,11 +51,15 @@ def _configure_tensorflow(options: ServerOptions) -> None:
 class EngineServer:
     """All parts of one engine process, wired together."""
 
-    def __init__(self, options: ServerOptions):
-        self.options = options
+    def __init__(self, settings: EngineSettings):
+        self.options = options = settings.options
+        self.model_config = settings.model_config
+        self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
                                            thread_name_prefix="model")
-        self.manager = Manager(make_loader(options), options.max_num_load_retries,
+        self.batcher = BatchScheduler(settings.batching, self.metrics) \
+            if settings.batching else None
+        self.manager = Manager(make_loader(options, self.metrics), options.max_num_load_retries,
                                options.load_retry_interval_micros / 1e6,
                                drain_timeout_s=options.grace_period_seconds)
         self.source = FileSystemSource(self.manager, options.file_system_poll_wait_seconds,
@@ -60,12 +67,19 @@ class EngineServer:
         self.core = ServerCore(self.manager, self.source,
                                options.allow_version_labels_for_unavailable_models)
         self.service = PredictionService(self.manager, self.executor,
-                                         self.core.configured_models)
+                                         self.core.configured_models, self.metrics, self.batcher)
+        self.metrics.refreshers.append(self._refresh_gauges)
         self.health = grpc_api.HealthReporter(self.service)
         self.rest_api = rest.RestApi(self.service, options.rest_api_timeout_in_ms,
-                                     options.rest_api_enable_cors_support)
+                                     options.rest_api_enable_cors_support,
+                                     settings.metrics_path)
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
+
+    def _refresh_gauges(self) -> None:
+        for model, versions in self.manager.snapshot().models.items():
+            self.metrics.versions_loaded.labels(model).set(len(versions))
+        self.metrics.queue_depth.set(self.batcher.queue_depth() if self.batcher else 0)
 
     async def _start_front_ends(self):
         options = self.options
@@ -105,8 +119,9 @@ class EngineServer:
         return status
 
     async def _initial_load(self) -> int:
+        self.source.start()  # polls while the initial load waits for versions to appear
         try:
-            await asyncio.to_thread(self.core.reload_config, self.options.initial_config())
+            await asyncio.to_thread(self.core.reload_config, self.model_config)
         except ServingError as e:
             print(f"Failed to start server. Error: {e.code.name}: {e.message}", flush=True)
             return EXIT_START_FAILED
@@ -116,7 +131,6 @@ class EngineServer:
             self.poller = ConfigFilePoller(self.core, self.options.model_config_file,
                                            self.options.model_config_file_poll_wait_seconds)
             self.poller.start()
-        self.source.start()
         log.info("all configured models are available")
         return 0
 
@@ -134,13 +148,15 @@ class EngineServer:
         if self.poller:
             self.poller.stop()
         await asyncio.to_thread(self.manager.stop)
+        if self.batcher:
+            self.batcher.stop()
         self.executor.shutdown(wait=True)
 
 
-def run(options: ServerOptions) -> int:
+def run(settings: EngineSettings) -> int:
     """Run the engine until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _configure_tensorflow(options)
+    _configure_tensorflow(settings.options)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(EngineServer(options).run())
+        return runner.run(EngineServer(settings).run())

@@ -18,6 +18,7 @@ import numpy as np
 
 from serving import codec
 from serving.engine import inference
+from serving.engine.batcher import BatchScheduler
 from serving.engine.calls import (
     ClassifyResult,
     ModelSpec,
@@ -28,6 +29,7 @@ from serving.engine.calls import (
     VersionStatus,
 )
 from serving.engine.manager import Manager
+from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
 from serving.engine.signature import DEFAULT_SIGNATURE, SignatureInfo, shape_matches
 from serving.errors import ServingError, invalid_argument
@@ -43,6 +45,14 @@ def _signature(servable: Servable, name: str, rest: bool) -> SignatureInfo:
         raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
     raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                        f'Serving signature key "{key}" not found.')
+
+
+def _rest_signature(servable: Servable, name: str) -> SignatureInfo:
+    """The signature of a REST predict, with a non-empty input map (``GetInfoMap``)."""
+    signature = _signature(servable, name, rest=True)
+    if not signature.inputs:
+        raise invalid_argument(f"Failed to get input map for signature: {name or 'DEFAULT'}")
+    return signature
 
 
 def _braces(names) -> str:
@@ -92,14 +102,16 @@ class PredictionService:
     """Predict, Classify, Regress, MultiInference, metadata and status over the manager."""
 
     def __init__(self, manager: Manager, executor: Executor,
-                 configured_models: Callable[[], list[str]]):
+                 configured_models: Callable[[], list[str]], metrics: Metrics,
+                 batcher: BatchScheduler | None = None):
         self._manager = manager
         self._executor = executor
         self._configured_models = configured_models
+        self.metrics = metrics
+        self._batcher = batcher
 
-    async def _run(self, fn: Callable, *args, deadline: float | None = None):
-        """Run ``fn`` on the model executor; DEADLINE_EXCEEDED once ``deadline`` passes."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _await(self, future, deadline: float | None):
+        """Await a model run; DEADLINE_EXCEEDED once ``deadline`` passes."""
         if deadline is None:
             return await future
         try:
@@ -107,31 +119,54 @@ class PredictionService:
         except TimeoutError:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 
+    async def _run(self, servable: Servable, api: str, fn: Callable, *args,
+                   deadline: float | None = None):
+        """Run ``fn`` on the model executor (never on the event loop), timed as runtime."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self.metrics.timed_run, servable.name, api, servable.kind, fn, *args)
+        return await self._await(future, deadline)
+
+    async def _predict_outputs(self, servable: Servable, signature: SignatureInfo,
+                               inputs: Inputs, outputs: list[str], deadline: float | None):
+        if self._batcher is None:
+            return await self._run(servable, "Predict", servable.run, signature.key, inputs,
+                                   outputs, deadline=deadline)
+        future = self._batcher.submit(servable, signature.key, inputs, tuple(outputs), deadline)
+        return await self._await(asyncio.wrap_future(future), deadline)
+
     async def predict(self, call: PredictCall) -> PredictResult:
         spec = call.spec
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
-            rest = call.json_row_format is not None
-            signature = _signature(servable, spec.signature_name, rest)
-            if rest:
-                if not signature.inputs:
-                    raise invalid_argument("Failed to get input map for signature: "
-                                           f"{spec.signature_name or 'DEFAULT'}")
+            if call.json_row_format is not None:
+                signature = _rest_signature(servable, spec.signature_name)
                 inputs = codec.bind_inputs(call.inputs, signature.input_dtypes(),
                                            call.json_row_format)
             else:
+                signature = _signature(servable, spec.signature_name, rest=False)
                 inputs = call.inputs
                 _check_grpc_inputs(signature, inputs)
             _check_shapes(signature, inputs)
             outputs = _output_names(signature, call.output_filter)
-            result = await self._run(servable.run, signature.key, inputs, outputs,
-                                     deadline=call.deadline)
+            result = await self._predict_outputs(servable, signature, inputs, outputs,
+                                                 call.deadline)
             return PredictResult(Served(spec.name, servable.version, signature.key), result)
+
+    def check_rest_signature(self, spec: ModelSpec) -> None:
+        """Raise what a REST predict gets for an unknown model, version, label or signature.
+
+        TensorFlow Serving resolves these before it reads ``instances`` / ``inputs``
+        (``FillPredictRequestFromJson``), so the REST front end calls this between parsing the
+        body and decoding its tensors; :meth:`predict` checks again on the version it pins.
+        """
+        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+            _rest_signature(servable, spec.signature_name)
 
     async def classify(self, spec: ModelSpec, examples: np.ndarray,
                        deadline: float | None = None) -> ClassifyResult:
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
             job = inference.ClassifyJob(servable, spec.signature_name)
-            classes, scores = await self._run(job.run, examples, deadline=deadline)
+            classes, scores = await self._run(servable, "Classify", job.run, examples,
+                                              deadline=deadline)
             return ClassifyResult(Served(spec.name, servable.version, job.signature.key),
                                   classes, scores)
 
@@ -139,7 +174,7 @@ class PredictionService:
                       deadline: float | None = None) -> RegressResult:
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
             job = inference.RegressJob(servable, spec.signature_name)
-            values = await self._run(job.run, examples, deadline=deadline)
+            values = await self._run(servable, "Regress", job.run, examples, deadline=deadline)
             return RegressResult(Served(spec.name, servable.version, job.signature.key), values)
 
     async def multi_inference(self, specs: list[tuple[ModelSpec, str]], examples: np.ndarray,
@@ -151,7 +186,8 @@ class PredictionService:
         with self._manager.handle(first.name, first.version, first.label) as servable:
             jobs = [inference.job_for_method(servable, spec.signature_name, method)
                     for spec, method in specs]
-            answers = await self._run(lambda: [job.run(examples) for job in jobs],
+            answers = await self._run(servable, "MultiInference",
+                                      lambda: [job.run(examples) for job in jobs],
                                       deadline=deadline)
         served = [Served(first.name, servable.version, job.signature.key) for job in jobs]
         return [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)

@@ -1,0 +1,314 @@
+"""Server-side batching with TensorFlow Serving's ``BatchingParameters`` semantics.
+
+One :class:`BatchScheduler` per process (TF Serving's ``SharedBatchScheduler``): a pool of
+``num_batch_threads`` threads serving one bounded queue per (servable version, signature, output
+set, row shape), so requests for different models, versions or signatures never share a batch.
+
+* A task (one request of ``n`` rows) joins the open batch of its queue if it fits
+  ``max_batch_size``; otherwise that batch closes and a new one opens. A queue holds at most
+  ``max_enqueued_batches`` batches: past that the task is refused at once with UNAVAILABLE
+  ``The batch scheduling queue to which this task was submitted is full``.
+* A batch runs when it is full, when its oldest task has waited ``batch_timeout_micros``, or when
+  a later batch exists; threads take the ready batch whose oldest task waited longest.
+* The merged input is padded up to the next ``allowed_batch_sizes`` entry by repeating the first
+  row; outputs are sliced back to each caller in order, padding dropped.
+* A task larger than ``max_batch_size`` is refused with INVALID_ARGUMENT ``Task size N is larger
+  than maximum input batch size M``, or split into ``max_execution_batch_size`` pieces with
+  ``enable_large_batch_splitting``.
+* A task whose deadline passed while it queued is not computed (DEADLINE_EXCEEDED).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from serving.engine.metrics import Metrics
+from serving.engine.servable import Servable
+from serving.errors import ServingError, invalid_argument
+
+QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
+THREAD_POOL_NAME = "model_server_batch_threads"
+Arrays = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """``BatchingParameters`` with TF Serving's defaults for unset fields."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = 2
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int = 0
+
+    @classmethod
+    def from_proto(cls, params, cpus: int) -> BatchingOptions:
+        """Read a ``BatchingParameters`` message, checking what TF Serving checks."""
+        def value(name: str, default):
+            return getattr(params, name).value if params.HasField(name) else default
+        options = cls(value("max_batch_size", 1000), value("batch_timeout_micros", 0),
+                      value("max_enqueued_batches", 10), value("num_batch_threads", cpus),
+                      tuple(params.allowed_batch_sizes), params.pad_variable_length_inputs,
+                      value("enable_large_batch_splitting", False),
+                      value("max_execution_batch_size", 0))
+        sizes = options.allowed_batch_sizes
+        if sizes and (list(sizes) != sorted(set(sizes)) or sizes[-1] != options.max_batch_size):
+            raise ValueError("allowed_batch_sizes entries must be increasing and the last entry "
+                             f"must match max_batch_size; got {list(sizes)} and "
+                             f"max_batch_size {options.max_batch_size}")
+        if options.num_batch_threads < 1 or options.max_batch_size < 1:
+            raise ValueError("num_batch_threads and max_batch_size must be >= 1")
+        return options
+
+    @property
+    def execution_batch_size(self) -> int:
+        return self.max_execution_batch_size or self.max_batch_size
+
+
+@dataclass
+class Task:
+    inputs: Arrays
+    size: int
+    deadline: float | None
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Batch:
+    tasks: list[Task] = field(default_factory=list)
+    size: int = 0
+    closed: bool = False
+
+
+class TaskQueue:
+    """The batches waiting for one servable, signature, output set and row shape."""
+
+    def __init__(self, key: tuple, servable: Servable, signature_key: str,
+                 outputs: tuple[str, ...]):
+        self.key, self.servable = key, servable
+        self.signature_key, self.outputs = signature_key, outputs
+        self.batches: deque[Batch] = deque()
+
+    def oldest(self) -> float:
+        return self.batches[0].tasks[0].enqueued
+
+
+def _rows(inputs: Arrays) -> int:
+    sizes = {np.shape(v)[0] if np.ndim(v) else -1 for v in inputs.values()}
+    if len(sizes) != 1 or -1 in sizes:
+        raise invalid_argument("Batching session Run() input tensors must have equal 0th-"
+                               "dimension size and at least one dimension")
+    return sizes.pop()
+
+
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """Extend ``array`` to ``rows`` rows by repeating its first row."""
+    missing = rows - len(array)
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.repeat(array[:1], missing, axis=0)])
+
+
+def pad_to_shape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad every non-batch dimension up to ``shape`` with the array's first element."""
+    widths = [(0, 0)] + [(0, want - have) for have, want in zip(array.shape[1:], shape,
+                                                                strict=True)]
+    if not any(after for _, after in widths):
+        return array
+    fill = array.flat[0] if array.size else 0
+    return np.pad(array, widths, constant_values=fill) if array.dtype != object else \
+        np.pad(array, widths, mode="edge")
+
+
+def merge(tasks: list[Task], target_rows: int, pad_variable: bool) -> dict[str, np.ndarray]:
+    """Concatenate the tasks' inputs along dimension 0, padded to ``target_rows``."""
+    merged = {}
+    for name in tasks[0].inputs:
+        parts = [np.asarray(t.inputs[name]) for t in tasks]
+        if pad_variable:
+            shape = tuple(np.max([p.shape[1:] for p in parts], axis=0))
+            parts = [pad_to_shape(p, shape) for p in parts]
+        merged[name] = pad_rows(np.concatenate(parts), target_rows)
+    return merged
+
+
+def split(outputs: Mapping[str, np.ndarray], tasks: list[Task]) -> list[dict[str, np.ndarray]]:
+    """Slice batch outputs back into one result per task, in order."""
+    results, offset = [], 0
+    for task in tasks:
+        results.append({k: v[offset:offset + task.size] for k, v in outputs.items()})
+        offset += task.size
+    return results
+
+
+class BatchScheduler:
+    """The shared pool of batch threads and the queues it serves."""
+
+    def __init__(self, options: BatchingOptions, metrics: Metrics):
+        self.options = options
+        self._metrics = metrics
+        self._lock = threading.Condition()
+        self._queues: dict[tuple, TaskQueue] = {}
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+                         for i in range(options.num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, servable: Servable, signature_key: str, inputs: Arrays,
+               outputs: tuple[str, ...], deadline: float | None = None) -> Future:
+        """Queue one request; the future resolves to its outputs or a ServingError."""
+        size = _rows(inputs)
+        if size > self.options.max_batch_size:
+            if not self.options.enable_large_batch_splitting:
+                raise invalid_argument(f"Task size {size} is larger than maximum input batch "
+                                       f"size {self.options.max_batch_size}")
+            return self._submit_split(servable, signature_key, inputs, outputs, deadline, size)
+        task = Task(inputs, size, deadline)
+        shapes = () if self.options.pad_variable_length_inputs else tuple(
+            (k, np.shape(v)[1:]) for k, v in sorted(inputs.items()))
+        key = (id(servable), signature_key, outputs, shapes)
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = TaskQueue(key, servable, signature_key, outputs)
+            self._enqueue(queue, task)
+            self._lock.notify()
+        return task.future
+
+    def _enqueue(self, queue: TaskQueue, task: Task) -> None:
+        batches = queue.batches
+        if batches and not batches[-1].closed and \
+                batches[-1].size + task.size <= self.options.max_batch_size:
+            batch = batches[-1]
+        else:
+            if len(batches) >= self.options.max_enqueued_batches:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL)
+            if batches:
+                batches[-1].closed = True
+            batch = Batch()
+            batches.append(batch)
+        batch.tasks.append(task)
+        batch.size += task.size
+        if batch.size == self.options.max_batch_size:
+            batch.closed = True
+
+    def _submit_split(self, servable, signature_key, inputs, outputs, deadline, size) -> Future:
+        step = self.options.execution_batch_size
+        parts = [self.submit(servable, signature_key, {k: v[i:i + step] for k, v in
+                                                       inputs.items()}, outputs, deadline)
+                 for i in range(0, size, step)]
+        combined: Future = Future()
+
+        def done(_):
+            if all(p.done() for p in parts) and not combined.done():
+                errors = [p.exception() for p in parts if p.exception()]
+                if errors:
+                    combined.set_exception(errors[0])
+                else:
+                    pieces = [p.result() for p in parts]
+                    combined.set_result({k: np.concatenate([p[k] for p in pieces])
+                                         for k in pieces[0]})
+        for part in parts:
+            part.add_done_callback(done)
+        return combined
+
+    def queue_depth(self) -> int:
+        """Tasks waiting in every queue (for the queue-depth gauge)."""
+        with self._lock:
+            return sum(len(b.tasks) for q in self._queues.values() for b in q.batches)
+
+    def _ready(self, now: float) -> tuple[TaskQueue | None, float | None]:
+        """The queue whose first batch should run now, or how long until one should."""
+        timeout = self.options.batch_timeout_micros / 1e6
+        best, wait = None, None
+        for queue in self._queues.values():
+            if not queue.batches:
+                continue
+            first = queue.batches[0]
+            due = queue.oldest() + timeout
+            if first.closed or len(queue.batches) > 1 or due <= now:
+                if best is None or queue.oldest() < best.oldest():
+                    best = queue
+            else:
+                wait = due - now if wait is None else min(wait, due - now)
+        return best, wait
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self._stopping:
+                        return
+                    queue, wait = self._ready(time.monotonic())
+                    if queue is not None:
+                        break
+                    self._lock.wait(wait)
+                batch = queue.batches.popleft()
+                if not queue.batches:
+                    del self._queues[queue.key]
+            self._run(queue, batch)
+
+    def _run(self, queue: TaskQueue, batch: Batch) -> None:
+        now = time.monotonic()
+        live = []
+        for task in batch.tasks:
+            if task.deadline is not None and task.deadline <= now:
+                task.future.set_exception(ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                       "Deadline Exceeded"))
+            else:
+                live.append(task)
+        if not live:
+            return
+        rows = sum(t.size for t in live)
+        sizes = self.options.allowed_batch_sizes
+        target = sizes[bisect.bisect_left(sizes, rows)] if sizes else rows
+        self._record(live, rows, target, now)
+        try:
+            merged = merge(live, target, self.options.pad_variable_length_inputs)
+            servable = queue.servable
+            outputs = self._metrics.timed_run(servable.name, "Predict", servable.kind,
+                                              servable.run, queue.signature_key, merged,
+                                              list(queue.outputs))
+            bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or len(v) != target]
+            if bad:
+                raise invalid_argument(f"Batched output tensor {bad[0]} does not have the batch "
+                                       f"size {target} as its 0th dimension")
+            for task, result in zip(live, split(outputs, live), strict=True):
+                task.future.set_result(result)
+        except ServingError as e:
+            for task in live:
+                task.future.set_exception(e)
+        except Exception as e:  # noqa: BLE001 - a failing batch must still answer every caller
+            error = ServingError(grpc.StatusCode.INTERNAL, f"batch failed: {e}")
+            for task in live:
+                task.future.set_exception(error)
+
+    def _record(self, tasks: list[Task], rows: int, target: int, now: float) -> None:
+        metrics = self._metrics
+        for task in tasks:
+            metrics.queuing_latency.labels(THREAD_POOL_NAME).observe((now - task.enqueued) * 1e6)
+            metrics.wrapped_run_count.inc()
+        metrics.input_batch_size.observe(rows)
+        metrics.processed_batch_size.observe(target)
+        metrics.padding_size.labels(str(target)).observe(target - rows)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join()
