@@ -98,11 +98,13 @@ STATUS_CASES = [
     ("metadata_unknown_label", f"GET {HPT}/labels/x/metadata", None, 400,
      "Unrecognized servable version label: x"),
 ]
-MALFORMED = [f"GET {HPT}/versions/abc", f"GET {HPT}/versions/1/labels/x", f"GET {HPT}:predict",
-             f"POST {HPT}:PREDICT", f"POST {HPT}:explain", f"POST {HPT}/metadata",
-             f"POST {HPT}/versions/1/labels/x:predict", f"PUT {HPT}:predict", f"DELETE {HPT}"]
+MALFORMED = {"version_not_numeric": f"GET {HPT}/versions/abc", "get_predict": f"GET {HPT}:predict",
+             "version_and_label": f"POST {HPT}/versions/1/labels/x:predict",
+             "upper_case_verb": f"POST {HPT}:PREDICT", "unknown_verb": f"POST {HPT}:explain",
+             "post_metadata": f"POST {HPT}/metadata", "put": f"PUT {HPT}:predict",
+             "delete": f"DELETE {HPT}", "get_version_and_label": f"GET {HPT}/versions/1/labels/x"}
 TRANSPORT_CASES = [(f"malformed_{i}", r, {"instances": [1.0]}, 400, f"Malformed request: {r}")
-                   for i, r in enumerate(MALFORMED)] + [
+                   for i, r in MALFORMED.items()] + [
     ("case_insensitive_path", "POST /V1/MODELS/half_plus_two:predict", {"instances": [1.0]},
      200, {"predictions": [2.5]}),
 ]

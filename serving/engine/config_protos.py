@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2  # noqa: F401 - registers google/protobuf/wrappers.proto
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401 - registers google/protobuf/wrappers.proto
+)
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL, _REPEATED = FieldProto.LABEL_OPTIONAL, FieldProto.LABEL_REPEATED

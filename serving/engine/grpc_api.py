@@ -59,6 +59,21 @@ def _abort_on_error(method):
     return wrapper
 
 
+def _counted(api: str):
+    """Record ``request_count`` and ``request_latency`` (entrypoint GRPC) for one method."""
+    def decorate(method):
+        @functools.wraps(method)
+        async def wrapper(self, request, context):
+            async with self._service.metrics.request(request.model_spec.name, api,
+                                                     "GRPC") as record:
+                response = await method(self, request, context)
+                record.update(version=response.model_spec.version.value,
+                              signature=response.model_spec.signature_name)
+                return response
+        return wrapper
+    return decorate
+
+
 def model_spec(request, check_name: bool = True) -> ModelSpec:
     """The request's ``model_spec`` with TensorFlow Serving's checks."""
     if not request.HasField("model_spec"):
@@ -82,6 +97,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._service = service
 
     @_abort_on_error
+    @_counted("Predict")
     async def Predict(self, request, context):  # noqa: N802 - gRPC method names
         spec = model_spec(request)  # before the tensors, as predict_impl.cc checks it first
         inputs = {}
@@ -95,6 +111,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return responses.predict_response(await self._service.predict(call))
 
     @_abort_on_error
+    @_counted("Classify")
     async def Classify(self, request, context):  # noqa: N802
         result = await self._service.classify(model_spec(request),
                                               serialized_examples(request.input),
@@ -102,6 +119,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return responses.classify_response(result)
 
     @_abort_on_error
+    @_counted("Regress")
     async def Regress(self, request, context):  # noqa: N802
         result = await self._service.regress(model_spec(request),
                                              serialized_examples(request.input),

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from serving import codec, codec_examples
 from serving.engine import responses
-from serving.engine.calls import ModelSpec, PredictCall
+from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.examples import serialized_examples
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
@@ -44,6 +44,7 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Method
 INT64_MAX = 2**63 - 1
 LIVENESS_PATH, READINESS_PATH = "/healthz", "/readyz"
 V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def _version(text: str | None) -> int | None:
@@ -54,6 +55,15 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
+def _metric_labels(request: web.Request) -> tuple[str, str]:
+    """``model_name`` and ``API`` labels: the URL's model and verb as typed ("" for GET)."""
+    path = request.raw_path.split("?", 1)[0]
+    match = POST_PATH.fullmatch(path) if request.method == "POST" else GET_PATH.fullmatch(path)
+    if match is None:
+        return "", ""
+    return unquote(match.group(1) or ""), match.group(4) if request.method == "POST" else ""
+
+
 def _malformed(request: web.Request) -> ServingError:
     return invalid_argument(f"Malformed request: {request.method} {request.raw_path}")
 
@@ -61,8 +71,10 @@ def _malformed(request: web.Request) -> ServingError:
 class RestApi:
     """aiohttp handlers over one :class:`PredictionService`."""
 
-    def __init__(self, service: PredictionService, timeout_ms: int, cors: bool = False):
+    def __init__(self, service: PredictionService, timeout_ms: int, cors: bool = False,
+                 metrics_path: str | None = None):
         self._service = service
+        self._metrics_path = metrics_path
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
         self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
         self.shutting_down = False
@@ -81,11 +93,18 @@ class RestApi:
             ready = self._service.ready() and not self.shutting_down
             return web.json_response({"status": "ready" if ready else "not ready"},
                                      status=200 if ready else 503)
+        if request.path == self._metrics_path:  # any method, as TensorFlow Serving
+            return web.Response(body=self._service.metrics.render(),
+                                headers={"Content-Type": METRICS_CONTENT_TYPE})
         return web.Response(status=404, text="404 Not Found", content_type="text/html")
 
     async def _v1(self, request: web.Request) -> web.Response:
+        model, api = _metric_labels(request)
         try:
-            body = await self._dispatch(request)
+            async with self._service.metrics.request(model, api, "REST") as record:
+                body, served = await self._dispatch(request)
+                if served is not None:
+                    record.update(version=served.version, signature=served.signature_name)
             return web.Response(body=body, headers=self._headers)
         except ServingError as e:
             return self._error(e)
@@ -100,7 +119,7 @@ class RestApi:
         return web.Response(body=orjson.dumps({"error": error.message}),
                             status=error.http_status, headers=self._headers)
 
-    async def _dispatch(self, request: web.Request) -> bytes:
+    async def _dispatch(self, request: web.Request) -> tuple[bytes, Served | None]:
         path = request.raw_path.split("?", 1)[0]
         if request.method == "POST":
             match = POST_PATH.fullmatch(path)
@@ -108,7 +127,7 @@ class RestApi:
                 raise _malformed(request)
             name, version, label, verb = match.groups()
             spec_args = (unquote(name), _version(version), label and unquote(label))
-            handler: Callable[..., Awaitable[bytes]] = getattr(self, f"_{verb}")
+            handler: Callable[..., Awaitable[tuple]] = getattr(self, f"_{verb}")
             return await handler(spec_args, await self._body(request))
         if request.method == "GET":
             match = GET_PATH.fullmatch(path)
@@ -118,7 +137,7 @@ class RestApi:
             if not name:
                 raise invalid_argument("Missing model name in request.")
             spec = ModelSpec(unquote(name), _version(version), label and unquote(label))
-            return self._metadata(spec) if metadata else self._status(spec)
+            return (self._metadata(spec) if metadata else self._status(spec)), None
         raise _malformed(request)
 
     @staticmethod
@@ -137,7 +156,7 @@ class RestApi:
     def _deadline(self) -> float | None:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
 
-    async def _predict(self, spec_args: tuple, body: bytes) -> bytes:
+    async def _predict(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         document = codec.parse_predict_json(body)
         spec = ModelSpec(*spec_args, signature_name=document.get("signature_name") or "")
         # TensorFlow Serving looks the model and signature up before reading the tensors.
@@ -146,23 +165,23 @@ class RestApi:
         call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
                            entrypoint="REST", deadline=self._deadline())
         result = await self._service.predict(call)
-        return codec.encode_predict_json(result.outputs, request.row_format)
+        return codec.encode_predict_json(result.outputs, request.row_format), result.served
 
-    async def _classify(self, spec_args: tuple, body: bytes) -> bytes:
+    async def _classify(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.classify(ModelSpec(*spec_args, signature_name or ""),
                                               serialized_examples(model_input),
                                               self._deadline())
         if result.num_examples == 0:
             raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-        return codec_examples.encode_classify_json(result.classes, result.scores)
+        return codec_examples.encode_classify_json(result.classes, result.scores), result.served
 
-    async def _regress(self, spec_args: tuple, body: bytes) -> bytes:
+    async def _regress(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.regress(ModelSpec(*spec_args, signature_name or ""),
                                              serialized_examples(model_input),
                                              self._deadline())
-        return codec_examples.encode_regress_json(result.values)
+        return codec_examples.encode_regress_json(result.values), result.served
 
     def _metadata(self, spec: ModelSpec) -> bytes:
         served, signature_defs = self._service.metadata(spec)

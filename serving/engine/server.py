@@ -22,10 +22,10 @@ import tensorflow as tf
 import uvloop
 
 from serving.engine import grpc_api, rest
+from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
-from serving.engine.batcher import BatchScheduler
 from serving.engine.metrics import Metrics
 from serving.engine.options import ServerOptions
 from serving.engine.service import PredictionService
@@ -158,5 +158,6 @@ def run(settings: EngineSettings) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _configure_tensorflow(settings.options)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    loop_factory = None if os.environ.get("SERVING_LOOP") == "asyncio" else uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(EngineServer(settings).run())
