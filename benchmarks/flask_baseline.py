@@ -19,13 +19,13 @@ from flask import Flask, jsonify, request  # noqa: E402
 
 def create_app(model_path: str) -> Flask:
     model = keras.saving.load_model(model_path)
-    (input_name,) = model.input if isinstance(model.input, dict) else [model.input.name]
     app = Flask(__name__)
 
     @app.post("/v1/models/<name>:predict")
     def predict(name: str):
-        batch = np.asarray(request.get_json()["instances"])
-        outputs = model.predict({input_name: batch}, verbose=0)
+        rows = request.get_json()["instances"]
+        batch = {key: np.asarray([row[key] for row in rows]) for key in rows[0]}
+        outputs = model.predict(batch, verbose=0)
         return jsonify({"predictions": {k: v.tolist() for k, v in outputs.items()}})
     return app
 

@@ -76,6 +76,10 @@ REAL_METRICS = frozenset(
     + [":tensorflow:cc:saved_model:load_attempt_count", ":tensorflow:cc:saved_model:load_latency"]
     + [f":tensorflow:cc:saved_model:load_latency_by_stage_{s}" for s in ("bucket", "sum", "count")]
 )
+# Read by Prometheus, Grafana and prometheus-adapter, so they live in the monitoring namespace.
+MONITORING_CONFIGMAPS = frozenset(
+    {"tf-serving-prometheus-rules", "tf-serving-grafana-dashboard", "tf-serving-prometheus-adapter"}
+)
 # PromQL tokens with a colon: TensorFlow Serving metrics or recording rules.
 _COLON_NAME = re.compile(r"(?<![\w:])(:?[A-Za-z_]\w*(?::\w+)+)")
 
@@ -189,11 +193,10 @@ def test_namespaced_objects_land_in_their_namespace(rendered, target):
     """Components are applied after the base's namespace transformer, so they must say it."""
     for doc in rendered[target]:
         meta = doc["metadata"]
-        if doc["kind"] == "Namespace":
-            continue
-        expected = "monitoring" if meta["name"].startswith("tf-serving-") and \
-            doc["kind"] == "ConfigMap" else "tf-serving"
-        assert meta.get("namespace") == expected, f"{doc['kind']}/{meta['name']}"
+        if doc["kind"] != "Namespace":
+            monitoring = doc["kind"] == "ConfigMap" and meta["name"] in MONITORING_CONFIGMAPS
+            expected = "monitoring" if monitoring else "tf-serving"
+            assert meta.get("namespace") == expected, f"{doc['kind']}/{meta['name']}"
 
 
 # --- Pod policies ------------------------------------------------------------------------------
@@ -306,8 +309,9 @@ def test_flags_are_real_and_consistent(rendered, target):
     # Labels in models.config must not keep a new replica from starting (contract 5.3).
     assert flags["allow_version_labels_for_unavailable_models"] == "true"
     # TensorFlow sizes its thread pools from the node; match the container's CPU limit.
-    limit = _server(rendered[target])["resources"]["limits"]["cpu"]
-    assert flags["tensorflow_intra_op_parallelism"] == str(limit)
+    limit = str(_server(rendered[target])["resources"]["limits"]["cpu"])
+    assert flags["tensorflow_intra_op_parallelism"] == flags["tensorflow_inter_op_parallelism"] \
+        == limit
     assert "tensorflow_session_parallelism" not in flags
 
 
@@ -409,6 +413,7 @@ def test_models_volume_is_the_pvc_or_the_bucket(rendered, target):
 
 def test_monitoring_queries_use_real_metrics_and_defined_rules(rendered):
     docs = rendered["gpu+monitoring"]
+    assert {cm["metadata"]["name"] for cm in _find(docs, "ConfigMap")} >= MONITORING_CONFIGMAPS
     data = {k: v for cm in _find(docs, "ConfigMap") for k, v in cm.get("data", {}).items()}
     rules = [r for g in yaml.safe_load(data["tf-serving.rules.yml"])["groups"] for r in g["rules"]]
     recorded = {r["record"] for r in rules if "record" in r}
