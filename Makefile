@@ -6,7 +6,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 
-.PHONY: install test lint demo clean
+DEBIAN_PACKAGES := prometheus nginx
+
+.PHONY: install system-deps test lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,19 +18,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Real Prometheus and nginx processes are started by the tests: install the Debian packages when
+# they are missing and we are root; otherwise say what is missing (the tests that need them fail
+# with that message).
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  command -v $$p >/dev/null || test -x /usr/sbin/$$p || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+test: install system-deps lint
 	$(BIN)/pytest -q
 
-# Train the digits CNN, export it twice (two immutable versions) with fp16, dynamic-range and
-# full-integer int8 TFLite variants, then show what was published.
+# Export two versions of the digits CNN with TFLite variants, serve them, query REST and gRPC,
+# publish a third version while serving, show the metrics (scripts/demo.sh).
 demo: install
-	rm -rf $(DEMO)
-	$(BIN)/servectl export digits_cnn --base-path $(DEMO)/models --tflite fp16,dynamic,int8
-	$(BIN)/servectl export digits_cnn --base-path $(DEMO)/models --tflite fp16,dynamic,int8 --seed 7
-	$(BIN)/servectl inspect $(DEMO)/models/digits_cnn
+	DEMO=$(DEMO) BIN=$(BIN) bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) artifacts

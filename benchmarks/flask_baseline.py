@@ -23,7 +23,7 @@ def create_app(model_path: str) -> Flask:
 
     @app.post("/v1/models/<name>:predict")
     def predict(name: str):
-        rows = request.get_json()["instances"]
+        rows = request.get_json(force=True)["instances"]
         batch = {key: np.asarray([row[key] for row in rows]) for key in rows[0]}
         outputs = model.predict(batch, verbose=0)
         return jsonify({"predictions": {k: v.tolist() for k, v in outputs.items()}})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ async def _rest_worker(target: Target, stop_at: float, latencies: list, errors: 
     while time.monotonic() < stop_at:
         started = time.perf_counter()
         try:
-            async with session.post(target.address, data=target.payload) as response:
+            async with session.post(target.address, data=target.payload,
+                                    headers=JSON) as response:
                 await response.read()
                 if response.status != 200:
                     errors.append(1)

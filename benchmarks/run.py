@@ -20,12 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import LevelResult, Target, run_level
+from servectl.engine_process import EngineProcess, free_port
 from servectl.table import format_table
 
 MODES = ("grpc+batching", "grpc", "rest+batching", "rest", "flask")
@@ -50,9 +53,7 @@ def payloads(model: str, example: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
     return request.SerializeToString(), rest.encode()
 
 
-def start_engine(base: Path, model: str, batching: bool, max_batch: int):
-    from tests.engine_process import EngineProcess
-
+def start_engine(base: Path, model: str, batching: bool, max_batch: int) -> EngineProcess:
     flags = [f"--model_name={model}", f"--model_base_path={base / model}",
              "--file_system_poll_wait_seconds=0"]
     if batching:
@@ -63,15 +64,11 @@ def start_engine(base: Path, model: str, batching: bool, max_batch: int):
 
 
 def start_flask(keras_file: Path):
-    from tests.engine_process import free_port
-
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.flask_baseline",
                                 str(keras_file), str(port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    import urllib.request
-
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
@@ -140,7 +137,7 @@ def report(model: str, limit: dict, found: dict[str, list[LevelResult]], out: Pa
     for mode, value in best.items():
         lines.append(f"- {mode}: peak {value:.1f} req/s = "
                      f"{value / limit['best_examples_per_s']:.1%} of the in-process limit"
-                     + (f", {value / best['flask']:.1f}x Flask" if "flask" in best and
+                     + (f", {value / best['flask']:.1f}x Flask" if best.get("flask") and
                         mode != "flask" else ""))
     text = "\n".join(lines) + "\n"
     (out / f"{model}.json").write_text(json.dumps({

@@ -59,7 +59,7 @@ def test_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def engine(test_models, tmp_path_factory):
     """One engine serving every test model over REST and gRPC, for the conformance tests."""
-    from tests.engine_process import EngineProcess
+    from servectl.engine_process import EngineProcess
 
     config = tmp_path_factory.mktemp("engine-config") / "models.config"
     config.write_text(models_config(test_models))

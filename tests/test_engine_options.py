@@ -14,9 +14,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from export.tflite import TFLITE_FILE, convert
+from servectl.engine_process import EngineProcess
 from serving import codec
 from tests.conftest import run_servectl
-from tests.engine_process import EngineProcess
 from tests.model_builders import save_module
 
 

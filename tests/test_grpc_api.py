@@ -35,9 +35,9 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from servectl.engine_process import EngineProcess
 from serving import codec
 from tests.conftest import models_config
-from tests.engine_process import EngineProcess
 
 T = 30  # per-call deadline, seconds
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
@@ -281,8 +281,7 @@ ERRORS = [
     case("renamed_input", P, predict(inputs={"z": tensor([1])}), INVALID,
          "Signature input alias: x(feed name: serving_default_x:0) not found in request and no "
          "default value provided. Inputs expected to be in the request {z}, or default input "
-         "alias set: ", xfail="service.py compares the alias sets; TF checks only the count, "
-         "then reports the missing alias (tensorflow/cc/saved_model/util.cc GetInputValues)"),
+         "alias set: "),
     case("unknown_filter", P, predict(output_filter=["nope"]), INVALID, "output tensor alias not "
          "found in signature: nope Outputs expected to be in the set {y}."),
     case("duplicate_filter", P, predict("many_outputs", MANY, ["sum", "max", "sum"]), INVALID,
@@ -314,8 +313,7 @@ ERRORS = [
          Starts('Expected classification signature outputs to contain at least one of '
                 '"classes" or "scores". Signature was: ')),
     case("classify_model_before_input", C, classify(name="nope", inp=EMPTY), NOT_FOUND,
-         NF + "Latest(nope)", xfail="the examples are read before the servable is looked up; "
-         "TF reads them last (classifier.cc RunClassify)"),
+         NF + "Latest(nope)"),
     case("multi_two_models", M, multi(CX, ("multi_signature", "", REGRESS)), INVALID,
          "All ModelSpecs in a MultiInferenceRequest must access the same model name."),
     case("multi_duplicate", M, multi(CX, CX), INVALID,
@@ -330,12 +328,9 @@ ERRORS = [
     case("multi_no_task", M, multi(), INVALID, "ModelSpec has no name specified."),
     case("multi_no_input", M, multi(RX, inp=EMPTY), INVALID, "Input is empty."),
     case("multi_unknown_signature", M, multi((HPT, "nope", CLASSIFY)), INVALID,
-         "Requested signature not found in model graph: nope",
-         xfail="inference.py answers Classify's 'No signature was found with the name: nope'"),
+         "Requested signature not found in model graph: nope"),
     case("multi_two_input_tensors", M, multi(CX, RX), INVALID,
-         "Input tensor must be the same for all Signatures.",
-         xfail="inference.py runs each task on its own; TF feeds one input tensor, and these "
-         "TF2 signatures read classify_x_to_y_inputs:0 and regress_x_to_y_inputs:0"),
+         "Input tensor must be the same for all Signatures."),
     case("metadata_no_model_spec", MD, metadata(spec=False), INVALID, "Missing ModelSpec"),
     case("metadata_no_field", MD, metadata(name="", metadata_field=[]), INVALID,
          "GetModelMetadataRequest must specify at least one metadata_field"),
@@ -523,9 +518,9 @@ def test_reload_unloads_removed_model_and_waits_for_added_one(base_config):
 
 @pytest.mark.parametrize("prefix", [
     case("code", "1 model(s) did not become available: {{"),
-    case("servable_id", "1 model(s) did not become available: {{name: broken version: 1} due to "
-         "error: ", xfail="core.py names the version 'broken version 1', not with ServableId's "
-         "DebugString '{name: broken version: 1}'"),
+    # WaitUntilModelsAvailable: "{" + ("{" + ServableId::DebugString() + error + "}, ")... + "}"
+    case("servable_id", "1 model(s) did not become available: {{{name: broken version: 1} due "
+         "to error: "),
 ])
 def test_reload_reports_a_model_that_fails_to_load(base_config, prefix):
     paths = {**base_config.paths, "broken": base_config.paths["m"].parent / "broken"}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from servectl.engine_process import EngineProcess
 from tests.conftest import models_config
-from tests.engine_process import EngineProcess
 from tests.model_builders import save_linear
 
 POLL_S = 1

@@ -29,7 +29,6 @@ from serving import codec
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall
 from serving.engine.core import ServerCore
-from serving.engine.examples import serialized_examples
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -114,7 +113,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_counted("Classify")
     async def Classify(self, request, context):  # noqa: N802
         result = await self._service.classify(model_spec(request),
-                                              serialized_examples(request.input),
+                                              request.input,
                                               _deadline(context))
         return responses.classify_response(result)
 
@@ -122,7 +121,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_counted("Regress")
     async def Regress(self, request, context):  # noqa: N802
         result = await self._service.regress(model_spec(request),
-                                             serialized_examples(request.input),
+                                             request.input,
                                              _deadline(context))
         return responses.regress_response(result)
 
@@ -133,7 +132,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             # none): multi_inference_helper.cc, GetModelSpecFromRequest.
             raise invalid_argument("ModelSpec has no name specified.")
         tasks = [(model_spec(task, check_name=False), task.method_name) for task in request.tasks]
-        results = await self._service.multi_inference(tasks, serialized_examples(request.input),
+        results = await self._service.multi_inference(tasks, request.input,
                                                       _deadline(context))
         return responses.multi_inference_response(results)
 

@@ -123,6 +123,20 @@ def check_multi_inference(specs: list[tuple[ModelSpec, str]]) -> None:
         seen.add(key)
 
 
+def multi_inference_jobs(servable: Servable, specs: list[tuple[ModelSpec, str]]
+                         ) -> list[ClassifyJob | RegressJob]:
+    """One job per task; all tasks must read the same input tensor (one Session run in TF)."""
+    for spec, _ in specs:
+        key = spec.signature_name or DEFAULT_SIGNATURE
+        if key not in servable.signatures:
+            raise invalid_argument(f"Requested signature not found in model graph: {key}")
+    jobs = [job_for_method(servable, spec.signature_name, method) for spec, method in specs]
+    tensors = {info.name for job in jobs for info in job.signature.inputs.values()}
+    if len(tensors) > 1:
+        raise invalid_argument("Input tensor must be the same for all Signatures.")
+    return jobs
+
+
 def replay_record(servable: Servable, record: prediction_log_pb2.PredictionLog) -> None:
     """Run one warmup record against a servable that is not serving yet."""
     kind = record.WhichOneof("log_type")
@@ -135,10 +149,11 @@ def replay_record(servable: Servable, record: prediction_log_pb2.PredictionLog) 
         return
     if kind == "multi_inference_log":
         request = record.multi_inference_log.request
+        specs = [(ModelSpec(servable.name, signature_name=t.model_spec.signature_name),
+                  t.method_name) for t in request.tasks]
         examples = serialized_examples(request.input)
-        for task in request.tasks:
-            job_for_method(servable, task.model_spec.signature_name, task.method_name).run(
-                examples)
+        for job in multi_inference_jobs(servable, specs):
+            job.run(examples)
         return
     request = getattr(record, kind).request
     job = (ClassifyJob if kind == "classify_log" else RegressJob)(

@@ -197,9 +197,10 @@ class Manager:
             return all(self._available(m) or self._all_failed(m) for m in models)
         with self._lock:
             self._lock.wait_for(settled, timeout)
-            return {m: "; ".join(f"{m} version {r.version} due to error: {r.error.message}"
+            return {m: "; ".join(f"{{name: {m} version: {r.version}}} due to error: "
+                                 f"{r.error.code.name}: {r.error.message}"
                                  for r in self._records.get(m, {}).values() if r.failed)
-                    or f"{m}: no version loaded"
+                    or f"{{name: {m}}} no version loaded"
                     for m in models if not self._available(m)}
 
     def _available(self, model: str) -> bool:

@@ -28,7 +28,6 @@ from aiohttp import web
 from serving import codec, codec_examples
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall, Served
-from serving.engine.examples import serialized_examples
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -170,7 +169,7 @@ class RestApi:
     async def _classify(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.classify(ModelSpec(*spec_args, signature_name or ""),
-                                              serialized_examples(model_input),
+                                              model_input,
                                               self._deadline())
         if result.num_examples == 0:
             raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
@@ -179,7 +178,7 @@ class RestApi:
     async def _regress(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         signature_name, model_input = codec_examples.decode_examples_json(body)
         result = await self._service.regress(ModelSpec(*spec_args, signature_name or ""),
-                                             serialized_examples(model_input),
+                                             model_input,
                                              self._deadline())
         return codec_examples.encode_regress_json(result.values), result.served
 

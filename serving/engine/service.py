@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 
 import grpc
 import numpy as np
+from tensorflow_serving.apis import input_pb2
 
 from serving import codec
 from serving.engine import inference
@@ -28,6 +29,7 @@ from serving.engine.calls import (
     Served,
     VersionStatus,
 )
+from serving.engine.examples import serialized_examples
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
@@ -62,11 +64,16 @@ def _braces(names) -> str:
 def _check_grpc_inputs(signature: SignatureInfo, inputs: Inputs) -> None:
     """Input names and dtypes of a gRPC request, as ``predict_util.cc`` checks them."""
     sent, expected = set(inputs), set(signature.inputs)
-    if sent != expected:
+    if len(sent) != len(expected):
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({_braces(sent)}) != len({_braces(expected)}). Sent extra: "
             f"{_braces(sent - expected)}. Missing but required: {_braces(expected - sent)}.")
+    for alias in sorted(expected - sent):  # same count, other names (TF's GetInputValues)
+        raise invalid_argument(
+            f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not "
+            f"found in request and no default value provided. Inputs expected to be in the "
+            f"request {_braces(sent)}, or default input alias set: ")
     for index, (alias, info) in enumerate(sorted(signature.inputs.items())):
         got = codec.dtype_of_array(inputs[alias])
         if got.enum != info.dtype.enum:
@@ -161,31 +168,35 @@ class PredictionService:
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
             _rest_signature(servable, spec.signature_name)
 
-    async def classify(self, spec: ModelSpec, examples: np.ndarray,
+    async def classify(self, spec: ModelSpec, model_input: input_pb2.Input,
                        deadline: float | None = None) -> ClassifyResult:
+        """Classify; the model and signature are resolved before the examples are read."""
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
             job = inference.ClassifyJob(servable, spec.signature_name)
-            classes, scores = await self._run(servable, "Classify", job.run, examples,
+            classes, scores = await self._run(servable, "Classify", job.run,
+                                              serialized_examples(model_input),
                                               deadline=deadline)
             return ClassifyResult(Served(spec.name, servable.version, job.signature.key),
                                   classes, scores)
 
-    async def regress(self, spec: ModelSpec, examples: np.ndarray,
+    async def regress(self, spec: ModelSpec, model_input: input_pb2.Input,
                       deadline: float | None = None) -> RegressResult:
+        """Regress; the model and signature are resolved before the examples are read."""
         with self._manager.handle(spec.name, spec.version, spec.label) as servable:
             job = inference.RegressJob(servable, spec.signature_name)
-            values = await self._run(servable, "Regress", job.run, examples, deadline=deadline)
+            values = await self._run(servable, "Regress", job.run,
+                                     serialized_examples(model_input), deadline=deadline)
             return RegressResult(Served(spec.name, servable.version, job.signature.key), values)
 
-    async def multi_inference(self, specs: list[tuple[ModelSpec, str]], examples: np.ndarray,
-                              deadline: float | None = None
+    async def multi_inference(self, specs: list[tuple[ModelSpec, str]],
+                              model_input: input_pb2.Input, deadline: float | None = None
                               ) -> list[ClassifyResult | RegressResult]:
         """Several classify/regress signatures of one model on the same examples, in order."""
         inference.check_multi_inference(specs)
         first = specs[0][0]
         with self._manager.handle(first.name, first.version, first.label) as servable:
-            jobs = [inference.job_for_method(servable, spec.signature_name, method)
-                    for spec, method in specs]
+            jobs = inference.multi_inference_jobs(servable, specs)
+            examples = serialized_examples(model_input)
             answers = await self._run(servable, "MultiInference",
                                       lambda: [job.run(examples) for job in jobs],
                                       deadline=deadline)

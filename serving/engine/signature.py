@@ -23,6 +23,8 @@ class TensorInfo:
 
     dtype: TFDType
     shape: tuple[int | None, ...] | None
+    name: str = ""
+    """The graph tensor it feeds or fetches, e.g. ``serving_default_x:0``."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class SignatureInfo:
 def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
     shape = None if proto.tensor_shape.unknown_rank else tuple(
         None if d.size < 0 else d.size for d in proto.tensor_shape.dim)
-    return TensorInfo(resolve(proto.dtype), shape)
+    return TensorInfo(resolve(proto.dtype), shape, proto.name)
 
 
 def from_signature_defs(defs: Mapping[str, meta_graph_pb2.SignatureDef]

@@ -1,5 +1,5 @@
-"""A real engine process for tests: ``servectl serve`` on free loopback ports, waited on with a
-real readiness probe, stopped with SIGTERM (and its exit status checked by the caller)."""
+"""An engine child process: ``servectl serve`` on free loopback ports, waited on with a real
+readiness probe and stopped with SIGTERM. Used by the tests, the benchmarks and ``servectl up``."""
 
 from __future__ import annotations
 
