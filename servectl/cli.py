@@ -1,13 +1,13 @@
 """``servectl``: one command line for the platform; each subcommand lives in its own module.
 
-Heavy imports (TensorFlow) happen inside the subcommands, so ``--help`` and argument errors
-answer at once. Errors the user can fix print one line and exit with status 2; no traceback.
+Heavy imports (TensorFlow) happen inside the subcommands, after their arguments are checked, so
+``--help`` and argument errors answer at once. Errors the user can fix print one line and exit
+with status 2; no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from export.errors import ExportError
@@ -36,32 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) out of the output.
-
-    Those lines are written to file descriptor 2 before TensorFlow's log level applies, so the
-    import and the first device probe run with fd 2 pointed at /dev/null. An import error is
-    still raised (and printed) after fd 2 is restored.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "needs_tensorflow", True):
-        _quiet_tensorflow()
     try:
         return args.run(args) or 0
     except (UsageError, ExportError) as e:

@@ -10,6 +10,7 @@ from pathlib import Path
 from models import zoo
 from servectl.errors import UsageError
 from servectl.table import format_table
+from servectl.tensorflow_import import import_tensorflow
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")  # export.tflite.VARIANTS, without TF
 EXIT_REFUSED = 1
@@ -113,6 +114,7 @@ def variant_table(report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
+    import_tensorflow()
     from export import pipeline, sources
 
     source = sources.resolve(args.source, seed=args.seed, progress=not args.quiet,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from servectl.errors import UsageError
+from servectl.tensorflow_import import import_tensorflow
 
 EXAMPLE = """examples:
   servectl inspect models_dir                  # every model under a base path
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory")
+    import_tensorflow()
     if _is_version(path):
         lines = [f"{path.parent.name}:"] + _describe_version(path)
     elif _versions(path):

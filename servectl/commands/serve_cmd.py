@@ -13,6 +13,7 @@ import shutil
 import sys
 
 from servectl.errors import UsageError
+from servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
 EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host")
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if binary and args.engine in ("auto", "tfserving"):
         argv = sys.argv[sys.argv.index("serve") + 1:]
         os.execv(binary, [binary, *_tfserving_argv(argv)])
+    import_tensorflow()
     from serving.engine import server, settings
 
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from models import zoo
 from servectl.errors import UsageError
+from servectl.tensorflow_import import import_tensorflow
 
 EXAMPLE = """examples:
   servectl train digits_cnn                    # -> artifacts/digits_cnn.keras
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create {output.parent}: {e.strerror}") from None
+    import_tensorflow()
     from models import train
 
     trained = train.train(spec, seed=args.seed)
