@@ -31,7 +31,7 @@ from benchmarks.loadgen import LevelResult, Target, run_level
 from servectl.engine_process import EngineProcess, free_port
 from servectl.table import format_table
 
-MODES = ("grpc+batching", "grpc", "rest+batching", "rest", "flask")
+MODES = ("grpc+batching", "grpc", "rest+batching", "rest", "flask", "noop-grpc", "noop-rest")
 BATCHING = """max_batch_size {{ value: {size} }}
 batch_timeout_micros {{ value: 0 }}
 max_enqueued_batches {{ value: 100000 }}
@@ -53,9 +53,10 @@ def payloads(model: str, example: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
     return request.SerializeToString(), rest.encode()
 
 
-def start_engine(base: Path, model: str, batching: bool, max_batch: int) -> EngineProcess:
+def start_engine(base: Path, model: str, batching: bool, max_batch: int,
+                 workers: int = 1) -> EngineProcess:
     flags = [f"--model_name={model}", f"--model_base_path={base / model}",
-             "--file_system_poll_wait_seconds=0"]
+             "--file_system_poll_wait_seconds=0", f"--workers={workers}"]
     if batching:
         config = base / "batching.config"
         config.write_text(BATCHING.format(size=max_batch, threads=os.cpu_count() or 1))
@@ -80,6 +81,28 @@ def start_flask(keras_file: Path):
     raise RuntimeError("the Flask baseline did not start")
 
 
+def run_noop(model: str, modes: list[str], grpc_payload: bytes, rest_payload: bytes,
+             levels: list[int], duration: float, processes: int
+             ) -> dict[str, list[LevelResult]]:
+    """The same load against :mod:`benchmarks.noop_server`: the front ends' own ceiling."""
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
+                                str(rest_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        process.stdout.readline()  # "ready"
+        found = {}
+        if "noop-grpc" in modes:
+            found["noop-grpc"] = sweep(Target("grpc", f"127.0.0.1:{grpc_port}", grpc_payload),
+                                       levels, duration, processes, "noop-grpc")
+        if "noop-rest" in modes:
+            found["noop-rest"] = sweep(Target("rest", f"http://127.0.0.1:{rest_port}/v1/models/"
+                                              f"{model}:predict", rest_payload),
+                                       levels, duration, processes, "noop-rest")
+        return found
+    finally:
+        process.kill()
+
+
 def sweep(target: Target, levels: list[int], duration: float, processes: int,
           mode: str) -> list[LevelResult]:
     results = []
@@ -94,8 +117,8 @@ def sweep(target: Target, levels: list[int], duration: float, processes: int,
 
 
 def run_modes(model: str, base: Path, keras_file: Path, example: dict, modes: list[str],
-              levels: list[int], duration: float, processes: int, max_batch: int
-              ) -> dict[str, list[LevelResult]]:
+              levels: list[int], duration: float, processes: int, max_batch: int,
+              workers: int = 1) -> dict[str, list[LevelResult]]:
     grpc_payload, rest_payload = payloads(model, example)
     found: dict[str, list[LevelResult]] = {}
     for batching in (True, False):
@@ -103,7 +126,7 @@ def run_modes(model: str, base: Path, keras_file: Path, example: dict, modes: li
                                             else ("grpc", "rest"))]
         if not wanted:
             continue
-        engine = start_engine(base, model, batching, max_batch)
+        engine = start_engine(base, model, batching, max_batch, workers)
         try:
             for mode in wanted:
                 target = Target("grpc", engine.grpc_target, grpc_payload) \
@@ -112,6 +135,9 @@ def run_modes(model: str, base: Path, keras_file: Path, example: dict, modes: li
                 found[mode] = sweep(target, levels, duration, processes, mode)
         finally:
             engine.stop()
+    if any(m.startswith("noop") for m in modes):
+        found.update(run_noop(model, modes, grpc_payload, rest_payload, levels, duration,
+                              processes))
     if "flask" in modes:
         process, port = start_flask(keras_file)
         try:
@@ -184,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="engine processes (SO_REUSEPORT)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -201,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"in-process: {limit}", file=sys.stderr)
         found = run_modes(args.model, base, keras_file, example, args.modes.split(","),
                           [int(x) for x in args.levels.split(",")], args.duration,
-                          args.processes, args.max_batch)
+                          args.processes, args.max_batch, args.workers)
     text = report(args.model, limit, found, args.out)
     print(text)
     return 0

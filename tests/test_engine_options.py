@@ -127,3 +127,37 @@ def test_engine_auto_execs_tensorflow_model_server_with_the_same_flags(tmp_path)
     assert json.loads(recorded.read_text()) == ["--port=8600", "--rest_api_port=8601",
                                                 "--model_base_path=/models/m",
                                                 "--enable_batching"]
+
+
+@pytest.mark.parametrize(("model", "inputs", "output"), [
+    ("tf1_graph", {"x": np.array([1.0, 2.0], np.float32)}, "y"),
+    ("half_plus_two", {"x": np.array([1.0, 2.0], np.float32)}, "y"),
+    ("strings", {"text": np.array([b"ab", b"xyz"], object)}, "length"),
+])
+def test_tf1_session_runner_answers_like_the_tf2_runner(test_models, model, inputs, output):
+    """The session path (TensorFlow Serving's way, and the fallback for graphs the TF2 loader
+    rejects) runs signatures by tensor name and must agree with the TF2 function path."""
+    from serving.engine.servable import load_saved_model
+
+    path = test_models[model] / "1"
+    config = tf.compat.v1.ConfigProto()
+    by_function = load_saved_model(model, 1, path, {"serve"}, config)
+    by_session = load_saved_model(model, 1, path, {"serve"}, config, session=True)
+    assert (by_function.kind, by_session.kind) == ("TF2", "TF1")
+    np.testing.assert_array_equal(
+        by_session.run("serving_default", inputs, [output])[output],
+        by_function.run("serving_default", inputs, [output])[output])
+
+
+def test_workers_share_the_ports_and_stop_together(tmp_path):
+    save_scale(tmp_path / "scale" / "1", 2.0)
+    engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
+                           "--workers=2").start()
+    try:
+        for _ in range(2):  # both workers must answer before the pool counts as up
+            engine.wait_for("/readyz")
+        answers = {json.dumps(predict_rest(engine, "scale", [float(i)])) for i in range(40)}
+        assert answers == {json.dumps({"predictions": [2.0 * i]}) for i in range(40)}
+    finally:
+        assert engine.stop() == 0, engine.log()
+    assert engine.log().count("Exporting HTTP/REST API") == 2

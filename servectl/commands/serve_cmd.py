@@ -16,7 +16,7 @@ from servectl.errors import UsageError
 from servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
-EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host")
+EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host", "--workers")
 
 EXAMPLE = """examples:
   servectl serve --rest_api_port=8501 --model_name=digits_cnn \\
@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if binary and args.engine in ("auto", "tfserving"):
         argv = sys.argv[sys.argv.index("serve") + 1:]
         os.execv(binary, [binary, *_tfserving_argv(argv)])
+    if options.workers > 1:
+        from servectl.workers import run_workers
+
+        return run_workers(options.workers, sys.argv[sys.argv.index("serve") + 1:])
     import_tensorflow()
     from serving.engine import server, settings
 

@@ -112,18 +112,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_abort_on_error
     @_counted("Classify")
     async def Classify(self, request, context):  # noqa: N802
-        result = await self._service.classify(model_spec(request),
-                                              request.input,
-                                              _deadline(context))
-        return responses.classify_response(result)
+        return responses.classify_response(await self._service.classify(
+            model_spec(request), request.input, _deadline(context)))
 
     @_abort_on_error
     @_counted("Regress")
     async def Regress(self, request, context):  # noqa: N802
-        result = await self._service.regress(model_spec(request),
-                                             request.input,
-                                             _deadline(context))
-        return responses.regress_response(result)
+        return responses.regress_response(await self._service.regress(
+            model_spec(request), request.input, _deadline(context)))
 
     @_abort_on_error
     async def MultiInference(self, request, context):  # noqa: N802

@@ -89,6 +89,8 @@ class ServerOptions:
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
     host: str = "0.0.0.0"
     """Address both front ends bind to (not a TF Serving flag)."""
+    workers: int = 1
+    """Engine processes sharing the ports through SO_REUSEPORT (not a TF Serving flag)."""
 
     @property
     def tags(self) -> set[str]:

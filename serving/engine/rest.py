@@ -166,20 +166,20 @@ class RestApi:
         result = await self._service.predict(call)
         return codec.encode_predict_json(result.outputs, request.row_format), result.served
 
-    async def _classify(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
+    async def _on_examples(self, method: Callable, spec_args: tuple, body: bytes):
+        """Decode a classify/regress body and call the service ``method`` with it."""
         signature_name, model_input = codec_examples.decode_examples_json(body)
-        result = await self._service.classify(ModelSpec(*spec_args, signature_name or ""),
-                                              model_input,
-                                              self._deadline())
+        return await method(ModelSpec(*spec_args, signature_name or ""), model_input,
+                            self._deadline())
+
+    async def _classify(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
+        result = await self._on_examples(self._service.classify, spec_args, body)
         if result.num_examples == 0:
             raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
         return codec_examples.encode_classify_json(result.classes, result.scores), result.served
 
     async def _regress(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
-        signature_name, model_input = codec_examples.decode_examples_json(body)
-        result = await self._service.regress(ModelSpec(*spec_args, signature_name or ""),
-                                             model_input,
-                                             self._deadline())
+        result = await self._on_examples(self._service.regress, spec_args, body)
         return codec_examples.encode_regress_json(result.values), result.served
 
     def _metadata(self, spec: ModelSpec) -> bytes:
@@ -199,7 +199,7 @@ async def start(api: RestApi, host: str, port: int, max_body_bytes: int,
     runner = web.AppRunner(api.app(max_body_bytes), access_log=None, handle_signals=False,
                            shutdown_timeout=grace_s, auto_decompress=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True).start()
     return runner
 
 

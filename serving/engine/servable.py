@@ -124,19 +124,27 @@ def _session_runner(path: Path, tags: set[str], config: tf.compat.v1.ConfigProto
 
 
 def load_saved_model(name: str, version: int, path: Path, tags: set[str],
-                     session_config: tf.compat.v1.ConfigProto) -> Servable:
-    """Load a SavedModel version: TF2 loader first, a TF1 session if that fails."""
+                     session_config: tf.compat.v1.ConfigProto, session: bool = False
+                     ) -> Servable:
+    """Load a SavedModel version: TF2 loader first, a TF1 session if that fails.
+
+    Args:
+        session: skip the TF2 loader and run signatures in a TF1 session by tensor name, the way
+            TensorFlow Serving runs every SavedModel.
+    """
     defs = read_signature_defs(path, tags)
-    try:
-        loaded = tf.saved_model.load(str(path), tags=sorted(tags))
-        runner, kind = _function_runner(loaded), "saved_model"
-        missing = set(sig_lib.from_signature_defs(defs)) - set(loaded.signatures)
-        if missing:
-            raise ValueError(f"signatures {sorted(missing)} not callable through the TF2 loader")
-    except Exception as e:  # noqa: BLE001 - any TF2 loader failure means: try a session
-        log.info("%s/%s: TF2 loader failed (%s); running it in a TF1 session", name, version, e)
-        runner, kind = _session_runner(path, tags, session_config, defs), "saved_model_session"
-    return Servable(name, version, path, kind, defs, runner)
+    if not session:
+        try:
+            loaded = tf.saved_model.load(str(path), tags=sorted(tags))
+            missing = set(sig_lib.from_signature_defs(defs)) - set(loaded.signatures)
+            if missing:
+                raise ValueError(f"signatures {sorted(missing)} are not callable")
+            return Servable(name, version, path, "TF2", defs, _function_runner(loaded))
+        except Exception as e:  # noqa: BLE001 - any TF2 loader failure means: try a session
+            log.info("%s/%s: the TF2 loader failed (%s); running it in a TF1 session", name,
+                     version, e)
+    return Servable(name, version, path, "TF1", defs,
+                    _session_runner(path, tags, session_config, defs))
 
 
 def _tflite_signature_defs(interpreter) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -171,4 +179,4 @@ def load_tflite(name: str, version: int, path: Path, pool_size: int = 2) -> Serv
             return {o: np.array(result[o]) for o in outputs}
         finally:
             pool.put(interpreter)
-    return Servable(name, version, path, "tflite", defs, run)
+    return Servable(name, version, path, "TFLite", defs, run)
