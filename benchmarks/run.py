@@ -166,31 +166,31 @@ def report(model: str, limit: dict, found: dict[str, list[LevelResult]], out: Pa
                      + (f", {value / best['flask']:.1f}x Flask" if best.get("flask") and
                         mode != "flask" else ""))
     text = "\n".join(lines) + "\n"
-    (out / f"{model}.json").write_text(json.dumps({
-        "model": model, "machine": machine(), "in_process": limit,
-        "modes": {m: [{"concurrency": r.concurrency, "throughput": r.throughput,
-                       "p50": r.percentile(50), "p95": r.percentile(95),
-                       "p99": r.percentile(99), "errors": r.errors,
-                       "generator_cpu": r.generator_cpu} for r in rs]
-                  for m, rs in found.items()}}, indent=1))
-    plot(model, found, limit, out / f"{model}.png")
+    record = {"model": model, "machine": machine(), "in_process": limit,
+              "modes": {m: [{"concurrency": r.concurrency, "throughput": r.throughput,
+                             "p50": r.percentile(50), "p95": r.percentile(95),
+                             "p99": r.percentile(99), "errors": r.errors,
+                             "generator_cpu": r.generator_cpu} for r in rs]
+                        for m, rs in found.items()}}
+    (out / f"{model}.json").write_text(json.dumps(record, indent=1))
+    plot(record, out / f"{model}.png")
     return text
 
 
-def plot(model: str, found: dict[str, list[LevelResult]], limit: dict, path: Path) -> None:
+def plot(record: dict, path: Path) -> None:
+    """Throughput vs p99 per mode (log-log), with the in-process limit, from a results JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode, results in found.items():
-        ax.plot([r.throughput for r in results], [r.percentile(99) for r in results], "o-",
-                label=mode)
-    ax.axvline(limit["best_examples_per_s"], color="grey", linestyle="--",
-               label="in-process limit")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for mode, levels in record["modes"].items():
+        ax.plot([r["throughput"] for r in levels], [r["p99"] for r in levels], "o-", label=mode)
+    ax.axvline(record["in_process"]["best_examples_per_s"], color="grey", linestyle="--",
+               label="in-process limit (best batch)")
     ax.set(xlabel="throughput (requests/s, one example each)", ylabel="p99 latency (ms)",
-           title=f"{model}: throughput vs p99", yscale="log")
+           title=f"{record['model']}: throughput vs p99", xscale="log", yscale="log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="engine processes (SO_REUSEPORT)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--replot", type=Path, help="redraw the PNG of a results JSON and exit")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from export import pipeline, sources
 

@@ -1,0 +1,191 @@
+"""What a call asks for, independent of the wire: the model reference, the inputs, the examples.
+
+Both clients validate arguments here, before anything is sent, and raise the one client error
+type with INVALID_ARGUMENT for a mistake (a version and a label together, a bare array for a
+model with several inputs, an unknown output alias), as the server would.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import orjson
+
+from serving.client.errors import ServingClientError
+from serving.client.results import ModelMetadata, SignatureInfo
+
+__all__ = ["MetadataCache", "ModelRef", "PredictQuery", "examples_body"]
+
+DEFAULT_SIGNATURE = "serving_default"
+Inputs = Mapping[str, Any] | Any
+"""`{input alias: array-like}`, or one array-like for a model with a single input."""
+
+
+def invalid(message: str, model: str) -> ServingClientError:
+    return ServingClientError(grpc.StatusCode.INVALID_ARGUMENT, message, model)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which servable a call is for: a model, at most one of version and label, a signature.
+
+    Raises:
+        ServingClientError: INVALID_ARGUMENT for an empty name, a negative or non-integer
+            version, or a version and a label together (TensorFlow Serving's `ModelSpec` holds
+            one of them).
+    """
+
+    model: str
+    version: int | None = None
+    label: str | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise invalid("A model name is required", self.model)
+        if self.version is not None and self.label is not None:
+            raise invalid("Give a version or a label, not both. Received: "
+                          f"version={self.version}, label={self.label!r}", self.model)
+        if self.version is not None and (type(self.version) is not int or self.version < 0):
+            raise invalid(f"version must be an integer >= 0. Received: version={self.version!r}",
+                          self.model)
+        if self.label == "":
+            raise invalid("label must not be empty", self.model)
+
+    @property
+    def signature_key(self) -> str:
+        """The signature the server runs: `serving_default` when none is named."""
+        return self.signature or DEFAULT_SIGNATURE
+
+    def signature_info(self, metadata: ModelMetadata | None) -> SignatureInfo | None:
+        """This call's signature in `metadata`, or None if the model has no such signature."""
+        return None if metadata is None else metadata.signatures.get(self.signature_key)
+
+
+def _array(value: Any) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind == "S" and not isinstance(value, np.ndarray):
+        # numpy's fixed-width bytes drop trailing NUL bytes; binary data must keep them.
+        return np.array(value, dtype=object)
+    return a
+
+
+@dataclass(frozen=True, slots=True)
+class PredictQuery:
+    """A predict call: `inputs` is a dict of arrays, or one array for a single-input model."""
+
+    ref: ModelRef
+    inputs: dict[str, np.ndarray] | np.ndarray
+    output_filter: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, ref: ModelRef, inputs: Inputs,
+              output_filter: Sequence[str] | str | None = None) -> PredictQuery:
+        """Turns the caller's array-likes into arrays (one tensor per input)."""
+        if isinstance(inputs, Mapping):
+            if not inputs:
+                raise invalid("inputs must not be empty", ref.model)
+            arrays: dict[str, np.ndarray] | np.ndarray = {
+                str(k): _array(v) for k, v in inputs.items()}
+        else:
+            arrays = _array(inputs)
+        if isinstance(output_filter, str):
+            output_filter = [output_filter]
+        return cls(ref, arrays, tuple(output_filter or ()))
+
+    def named_inputs(self, signature: SignatureInfo) -> dict[str, np.ndarray]:
+        """The inputs by alias; a bare array is named after the signature's only input.
+
+        Raises:
+            ServingClientError: INVALID_ARGUMENT for a bare array when the signature has
+                several inputs.
+        """
+        if isinstance(self.inputs, dict):
+            return self.inputs
+        if len(signature.inputs) != 1:
+            raise invalid(f"Signature {self.ref.signature_key!r} has inputs "
+                          f"{sorted(signature.inputs)}: pass a dict of arrays, not one array",
+                          self.ref.model)
+        return {next(iter(signature.inputs)): self.inputs}
+
+    def check_output_filter(self, signature: SignatureInfo) -> None:
+        """Fails as TensorFlow Serving's Predict does on an unknown or repeated alias.
+
+        Raises:
+            ServingClientError: INVALID_ARGUMENT with TensorFlow Serving's message.
+        """
+        seen: set[str] = set()
+        for alias in self.output_filter:
+            if alias not in signature.outputs:
+                expected = ",".join(sorted(signature.outputs))
+                raise invalid(f"output tensor alias not found in signature: {alias} Outputs "
+                              f"expected to be in the set {{{expected}}}.", self.ref.model)
+            if alias in seen:
+                raise invalid(f"duplicate output tensor alias: {alias}", self.ref.model)
+            seen.add(alias)
+
+
+def _feature_json(value: Any) -> Any:
+    """orjson's fallback: bytes as `{"b64": ...}` (valid in any feature), arrays as lists."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Feature values must be numbers, strings or bytes. Received: "
+                    f"{type(value).__name__}")
+
+
+def examples_body(examples: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None,
+                  signature: str | None, model: str) -> bytes:
+    """A `:classify` / `:regress` JSON body, which the gRPC client also parses into its
+    `tensorflow.serving.Input` with the shared codec: one rule for both wires (ints become
+    `int64_list`, other numbers `float_list`, str and bytes `bytes_list`).
+
+    Raises:
+        ServingClientError: INVALID_ARGUMENT for a value JSON cannot carry.
+    """
+    if isinstance(examples, Mapping) or not isinstance(examples, Sequence):
+        raise invalid("examples must be a list of {feature: value} dicts", model)
+    doc: dict[str, Any] = {"examples": list(examples)}
+    if context is not None:
+        doc["context"] = context
+    if signature:
+        doc["signature_name"] = signature
+    try:
+        return orjson.dumps(doc, default=_feature_json, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as e:
+        raise invalid(str(e), model) from None
+
+
+class MetadataCache:
+    """Model metadata by (model, version, label), kept `ttl_s` seconds.
+
+    The REST client needs a signature's outputs to name and type what `:predict` answers, the
+    gRPC client the input alias of a bare array; one lookup serves many calls. The time limit
+    bounds how long a new version with other signatures can be misread after it loads.
+    """
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[tuple, tuple[float, ModelMetadata]] = {}
+
+    @staticmethod
+    def _key(ref: ModelRef) -> tuple:
+        return ref.model, ref.version, ref.label
+
+    def get(self, ref: ModelRef) -> ModelMetadata | None:
+        entry = self._entries.get(self._key(ref))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, ref: ModelRef, metadata: ModelMetadata) -> None:
+        self._entries[self._key(ref)] = (time.monotonic() + self.ttl_s, metadata)
