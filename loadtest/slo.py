@@ -59,16 +59,24 @@ class Verdict:
         return f"SLO {'PASS' if self.passed else 'FAIL'}: " + "; ".join(self.reasons)
 
 
-def judge(slo: Slo, p99_ms: float, error_rate: float, rps: float) -> Verdict:
+def judge(slo: Slo, requests: int, p99_ms: float, error_rate: float, rps: float) -> Verdict:
     """Checks measured values against ``slo``.
 
-    A NaN p99 (no request succeeded) fails a p99 limit: no evidence is not a pass.
+    A run in which no request completed fails whatever the limits: no evidence is not a pass.
+    Likewise a NaN p99 (no request succeeded) fails a p99 limit.
+
+    Args:
+        slo: the limits.
+        requests: how many requests completed (successful or not).
+        p99_ms: 99th-percentile latency of the successful requests.
+        error_rate: failed share of the completed requests.
+        rps: successful requests per second.
 
     Example:
-        >>> judge(Slo(p99_ms=10), p99_ms=12.5, error_rate=0, rps=100).line()
+        >>> judge(Slo(p99_ms=10), requests=500, p99_ms=12.5, error_rate=0, rps=100).line()
         'SLO FAIL: p99 12.500 ms > 10 ms'
     """
-    failed: list[str] = []
+    failed: list[str] = [] if requests else ["no request completed"]
     met: list[str] = []
     if slo.p99_ms is not None:
         ok = math.isfinite(p99_ms) and p99_ms <= slo.p99_ms
