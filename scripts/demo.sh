@@ -3,6 +3,7 @@
 # TFLite variants), serve it with the embedded engine, query REST and gRPC, publish a third
 # version while serving and watch it roll in without a failed request.
 set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL=2
 BIN=${BIN:-.venv/bin}
 DEMO=${DEMO:-demo-output}
 MODELS="$PWD/$DEMO/models"
@@ -31,7 +32,8 @@ BODY=$("$BIN/python" -c 'import json; print(json.dumps({"instances": [[[[0]] * 8
 curl -s -d "$BODY" "localhost:$REST_PORT/v1/models/digits_cnn:predict"; echo
 
 step "query over gRPC (tensorflow-serving-api stubs)"
-"$BIN/python" - "$GRPC_PORT" <<'PY'
+quiet() { grep -v -e '^I0000' -e '^E0000' -e '^WARNING: All log messages' -e '^To enable' || true; }
+"$BIN/python" - "$GRPC_PORT" 2> >(quiet >&2) <<'PY'
 import sys, grpc, numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving import codec

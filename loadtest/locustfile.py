@@ -1,0 +1,221 @@
+"""Locust load test of a TensorFlow Serving endpoint, over REST and/or gRPC.
+
+Run it through ``servectl loadtest`` (which adds the report, plots and verdict), or directly::
+
+    locust -f loadtest/locustfile.py --headless -u 8 -r 8 --host http://127.0.0.1:8501 \\
+        --grpc-target 127.0.0.1:8500 --model half_plus_two --step-duration 30 \\
+        --slo-p99-ms 50 --slo-error-rate 0.01
+
+``RestUser`` runs when ``--host`` is given and ``GrpcUser`` when ``--grpc-target`` is; name one
+class on the command line to run only it. Each user is one closed-loop client (no think
+time). Request bodies come from the model's signature metadata (or ``--payload-npz``) and are
+encoded before the test starts. ``StagedShape`` plays ``--shape constant|steps|spike``.
+Every process keeps raw samples in ``--samples-dir`` (see `loadtest.samples`), and a
+``quitting`` listener sets the exit code from ``--slo-*`` (see `loadtest.slo`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+from locust import FastHttpUser, LoadTestShape, User, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtest import payloads, signature, stages
+from loadtest.samples import Recorder
+from loadtest.slo import Slo, judge
+
+grpc_gevent.init_gevent()  # gRPC's I/O must yield to gevent, or one call blocks every user
+
+REQUEST_TIMEOUT_S = 30.0
+DEFAULT_SECONDS = 60.0
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Run:
+    """What this process prepared in ``init``: the target and the encoded request bodies."""
+
+    target: signature.Target | None = None
+    bodies: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def cycle(self, protocol: str) -> itertools.cycle:
+        """The bodies of ``protocol`` in an endless loop, from a random place per user."""
+        pool = self.bodies[protocol]
+        offset = random.randrange(len(pool))
+        return itertools.cycle(pool[offset:] + pool[:offset])
+
+
+RUN = _Run()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser) -> None:
+    """Our options, settable on the command line, in the web UI and in locust.conf."""
+    parser.add_argument("--model", default="", help="model name to load-test")
+    parser.add_argument("--model-version", type=int, default=None, help="a version number")
+    parser.add_argument("--model-label", default="", help="a version label (stable, canary)")
+    parser.add_argument("--signature", default="serving_default", help="signature key")
+    parser.add_argument("--grpc-target", default="", help="gRPC HOST:PORT (runs GrpcUser)")
+    parser.add_argument("--batch-size", type=int, default=1, help="examples per request")
+    parser.add_argument("--payload-npz", default="", help=".npz of real rows, one array per input")
+    parser.add_argument("--shape", choices=stages.SHAPES, default="constant", help="load shape")
+    parser.add_argument("--step-users", type=int, default=None, help="step of steps/base of spike")
+    parser.add_argument("--step-duration", type=float, default=None,
+                       help="measured seconds per stage (default: --run-time, else 60)")
+    parser.add_argument("--levels", default="", help="explicit user counts for steps: 1,4,16")
+    parser.add_argument("--samples-dir", default="loadtest-results/samples",
+                       help="where each process writes its raw samples")
+    parser.add_argument("--slo-p99-ms", type=float, default=None, help="SLO: p99 latency limit")
+    parser.add_argument("--slo-error-rate", type=float, default=None, help="SLO: max error share")
+    parser.add_argument("--slo-min-rps", type=float, default=None, help="SLO: min throughput")
+
+
+def stage_plan(options) -> list[stages.Stage]:
+    """The stages the command line asks for (`loadtest.stages.plan`)."""
+    levels = tuple(int(n) for n in options.levels.split(",") if n.strip())
+    seconds = options.step_duration or options.run_time or DEFAULT_SECONDS
+    return stages.plan(options.shape, options.num_users or 1, options.spawn_rate or 1.0,
+                       seconds, options.step_users, levels)
+
+
+def _target(options) -> signature.Target:
+    if not options.model:
+        raise signature.SignatureError("pass --model NAME")
+    return signature.Target(options.model, options.model_version, options.model_label or None,
+                            options.signature)
+
+
+def _prepare(environment, options) -> None:
+    """Selects the users that have a target, checks the shape, and encodes the bodies."""
+    configured = {"rest": bool(environment.host), "grpc": bool(options.grpc_target)}
+    environment.user_classes[:] = [u for u in environment.user_classes
+                                   if configured[u.protocol]]
+    if not environment.user_classes:
+        raise signature.SignatureError("no target: pass --host URL (REST) and/or "
+                                       "--grpc-target HOST:PORT (gRPC)")
+    stage_plan(options)
+    RUN.target = _target(options)
+    if isinstance(environment.runner, MasterRunner):
+        return  # the master sends no requests
+    protocols = tuple(u.protocol for u in environment.user_classes)
+    specs = (signature.fetch_rest(environment.host, RUN.target) if environment.host
+             else signature.fetch_grpc(options.grpc_target, RUN.target))
+    npz = Path(options.payload_npz) if options.payload_npz else None
+    RUN.bodies = payloads.build(specs, RUN.target, protocols, options.batch_size, npz).bodies
+
+
+@events.init.add_listener
+def _on_init(environment, runner, **_) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return  # used as a library: nothing to configure
+    role = {MasterRunner: "master", WorkerRunner: "worker"}.get(type(runner), "local")
+    recorder = Recorder(Path(options.samples_dir), role)
+    environment.events.request.add_listener(recorder.on_request)
+    environment.events.test_start.add_listener(recorder.on_test_start)
+    environment.events.test_stop.add_listener(recorder.on_test_stop)
+    try:
+        _prepare(environment, options)
+    except (signature.SignatureError, payloads.PayloadError, ValueError) as e:
+        logger.error("load test not started: %s", e)
+        raise SystemExit(2) from None
+
+
+@events.quitting.add_listener
+def _slo_gate(environment, **_) -> None:
+    """Sets the exit code from the SLO, on Locust's own (whole-run, whole-ms) statistics."""
+    options = environment.parsed_options
+    if options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    slo = Slo(options.slo_p99_ms, options.slo_error_rate, options.slo_min_rps)
+    if slo == Slo():
+        return
+    total = environment.stats.total
+    p99 = total.get_response_time_percentile(0.99) if total.num_requests else float("nan")
+    verdict = judge(slo, total.num_requests, p99, total.fail_ratio,
+                    total.total_rps - total.total_fail_per_sec)
+    environment.process_exit_code = verdict.exit_code
+    logger.info("Locust statistics (whole run, ms buckets): %s", verdict.line())
+
+
+class RestUser(FastHttpUser):
+    """One REST client: POST ``:predict`` back to back on one keep-alive connection."""
+
+    protocol = "rest"
+    wait_time = constant(0)
+    concurrency = 1
+
+    def on_start(self) -> None:
+        self.path = RUN.target.rest_path(":predict")
+        self.bodies = RUN.cycle(self.protocol)
+
+    @task
+    def predict(self) -> None:
+        self.client.post(self.path, data=next(self.bodies),
+                         headers={"Content-Type": "application/json"})
+
+
+class GrpcUser(User):
+    """One gRPC client: raw-bytes ``Predict`` calls on its own connection.
+
+    The body is a pre-serialized ``PredictRequest`` and the response is not parsed, so the
+    generator spends its CPU on the calls, not on protobuf. Each call is reported through
+    ``events.request`` like an HTTP request.
+    """
+
+    protocol = "grpc"
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.channel = grpc.insecure_channel(options.grpc_target,
+                                             options=[("grpc.use_local_subchannel_pool", 1)])
+        self.call = self.channel.unary_unary(signature.PREDICT_METHOD)
+        self.name = f"Predict {RUN.target.model}"
+        self.bodies = RUN.cycle(self.protocol)
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    @task
+    def predict(self) -> None:
+        body = next(self.bodies)
+        start_time, started = time.time(), time.perf_counter()
+        response, exception = b"", None
+        try:
+            response = self.call(body, timeout=REQUEST_TIMEOUT_S)
+        except grpc.RpcError as e:
+            exception = e
+        self.environment.events.request.fire(
+            request_type="gRPC", name=self.name, start_time=start_time, context={},
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=len(response), exception=exception)
+
+
+class StagedShape(LoadTestShape):
+    """``--shape constant|steps|spike`` (`loadtest.stages`), also driving ``servectl`` sweeps."""
+
+    use_common_options = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: stages.StageClock | None = None
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self.clock = None  # a new test plays the stages from the start
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.clock is None:
+            options = self.runner.environment.parsed_options
+            self.clock = stages.StageClock(stage_plan(options),
+                                           Path(options.samples_dir) / stages.SCHEDULE_FILE)
+        return self.clock.tick(self.get_current_user_count())
