@@ -11,10 +11,20 @@ import argparse
 import sys
 
 from export.errors import ExportError
-from servectl.commands import export_cmd, inspect_cmd, serve_cmd, train_cmd
+from servectl.commands import (
+    export_cmd,
+    inspect_cmd,
+    loadtest_cmd,
+    predict_cmd,
+    rollout_cmd,
+    serve_cmd,
+    train_cmd,
+    up_cmd,
+)
 from servectl.errors import UsageError
 
-COMMANDS = (train_cmd, export_cmd, inspect_cmd, serve_cmd)
+COMMANDS = (train_cmd, export_cmd, inspect_cmd, serve_cmd, predict_cmd, up_cmd, loadtest_cmd,
+            rollout_cmd)
 EXIT_USAGE = 2
 DESCRIPTION = ("Export, serve, query, roll and load-test TensorFlow models with TensorFlow "
                "Serving's contract. `servectl COMMAND --help` shows each command with examples.")

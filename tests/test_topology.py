@@ -1,0 +1,107 @@
+"""`servectl up` (2 replicas behind nginx, Prometheus), rollouts under load, a replica killed
+under load, `servectl down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from benchmarks.loadgen import Target, run_level
+from benchmarks.run import payloads
+from servectl.topology import local
+from tests.conftest import run_servectl
+from tests.model_builders import save_linear
+
+CONFIG = ('model_config_list { config { name: "linear" base_path: "/models/linear" '
+          'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } } }\n')
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("topology")
+    for version, a in ((1, 1.0), (2, 2.0)):
+        (folder / "models" / "linear").mkdir(parents=True, exist_ok=True)
+        save_linear(folder / "models" / "linear" / str(version), a=a, b=0.0)
+    (folder / "models.config").write_text(CONFIG)
+    state = folder / "state"
+    result = run_servectl("up", "--models-dir", str(folder / "models"), "--config",
+                          str(folder / "models.config"), "--state", str(state),
+                          "--rest-port", "0", "--grpc-port", "0")
+    assert result.returncode == 0, result.stderr
+    yield local.Topology.load(state)
+    result = run_servectl("down", "--state", str(state))
+    assert result.returncode == 0, result.stderr
+    assert "replica-0" in result.stdout and "nginx" in result.stdout
+
+
+def load(topology, protocol: str, seconds: float, results: dict, concurrency: int = 8):
+    grpc_payload, rest_payload = payloads("linear", {"x": np.array([1.0], np.float32),
+                                                     "work": np.array([0], np.int32)})
+    target = Target("grpc", f"127.0.0.1:{topology.grpc_port}", grpc_payload) \
+        if protocol == "grpc" else Target(
+            "rest", f"http://127.0.0.1:{topology.rest_port}/v1/models/linear:predict",
+            rest_payload)
+    results[protocol] = run_level(target, concurrency, seconds, processes=1, warmup_s=0.5)
+
+
+def rollout(topology, *args: str) -> str:
+    result = run_servectl("rollout", *args, "--state", topology.state_dir, "--drain-seconds",
+                          "1")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_up_starts_replicas_nginx_and_prometheus(topology):
+    assert len(topology.replicas) == 2
+    assert {p.name for p in topology.processes} == {"replica-0", "replica-1", "nginx",
+                                                    "prometheus"}
+    assert all(local._alive(p) for p in topology.processes)
+
+
+def test_rollouts_under_load_lose_no_request(topology):
+    results: dict = {}
+    loaders = [threading.Thread(target=load, args=(topology, protocol, 70, results))
+               for protocol in ("rest", "grpc")]
+    for loader in loaders:
+        loader.start()
+    time.sleep(2)
+    started = time.monotonic()
+    assert "label canary -> 2" in rollout(topology, "linear", "--canary", "2")
+    assert "label stable -> 2 (was 1)" in rollout(topology, "linear", "--promote")
+    assert "label stable -> 1 (was 2)" in rollout(topology, "linear", "--rollback")
+    took = time.monotonic() - started
+    assert all(loader.is_alive() for loader in loaders), "the load ended before the rollouts"
+    for loader in loaders:
+        loader.join()
+    for protocol, result in results.items():
+        print(f"{protocol}: {result.requests} requests during {took:.1f}s of rollouts, "
+              f"{result.errors} failed, p99 {result.percentile(99):.2f} ms")
+        assert result.requests > 100 and result.errors == 0
+    status = run_servectl("rollout", "status", "linear", "--state", topology.state_dir).stdout
+    assert status.count("1:AVAILABLE") == 2 and "2:AVAILABLE" not in status
+    assert "stable=1" in status
+
+
+def test_killing_a_replica_under_load_keeps_the_others_answering(topology):
+    """Bound: only requests in flight on the killed replica may fail, i.e. at most the
+    concurrency; nginx retries connection errors on the other replica (proxy_next_upstream)."""
+    results: dict = {}
+    loader = threading.Thread(target=load, args=(topology, "rest", 8, results, 8))
+    loader.start()
+    time.sleep(3)
+    victim = next(p for p in topology.processes if p.name == "replica-1")
+    os.kill(victim.pid, signal.SIGKILL)
+    loader.join()
+    result = results["rest"]
+    print(f"replica killed under load: {result.requests} answered, {result.errors} failed")
+    assert result.requests > 100 and result.errors <= 8
+    with urllib.request.urlopen(f"http://127.0.0.1:{topology.rest_port}/v1/models/linear",
+                                timeout=10) as response:
+        assert json.loads(response.read())["model_version_status"]
