@@ -145,7 +145,7 @@ def _named_files(specs: list[str], inputs: dict) -> list[tuple[str, Path]]:
     return named
 
 
-def _npy(path: Path, spec: Any) -> np.ndarray:
+def npy_input(path: Path, spec: Any) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
@@ -155,7 +155,7 @@ def _npy(path: Path, spec: Any) -> np.ndarray:
     return array  # the server says what it expected
 
 
-def _image(path: Path, spec: Any) -> np.ndarray:
+def image_input(path: Path, spec: Any) -> np.ndarray:
     if spec.dtype == "DT_STRING":
         return np.array([path.read_bytes()], dtype=object)
     from PIL import Image, UnidentifiedImageError
@@ -185,8 +185,8 @@ def _inputs(args: argparse.Namespace, signature: Any) -> dict[str, np.ndarray]:
             except OSError as e:
                 raise UsageError(f"--json-file: {e}") from None
         return _json_inputs(text, {name: spec.dtype for name, spec in specs.items()})
-    inputs = {name: _npy(path, specs[name]) for name, path in _named_files(args.npy, specs)}
-    inputs.update((name, _image(path, specs[name]))
+    inputs = {name: npy_input(path, specs[name]) for name, path in _named_files(args.npy, specs)}
+    inputs.update((name, image_input(path, specs[name]))
                   for name, path in _named_files(args.image, specs))
     return inputs
 

@@ -16,7 +16,8 @@ from servectl.errors import UsageError
 from servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
-EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host", "--workers")
+EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host", "--workers",
+                       "--rest_api_enable_ssl", "--admin_address")
 
 EXAMPLE = """examples:
   servectl serve --rest_api_port=8501 --model_name=digits_cnn \\

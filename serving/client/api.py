@@ -18,7 +18,6 @@ from serving.client.core import (
     CallOptions,
     ClientCore,
     ExamplesOptions,
-    Plan,
     PredictOptions,
     VersionOptions,
 )

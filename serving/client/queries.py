@@ -17,14 +17,18 @@ import grpc
 import numpy as np
 import orjson
 
+from serving import codec
 from serving.client.errors import ServingClientError
-from serving.client.results import ModelMetadata, SignatureInfo
+from serving.client.results import ModelMetadata, SignatureInfo, TensorSpec
+from serving.errors import ServingError
 
 __all__ = ["MetadataCache", "ModelRef", "PredictQuery", "examples_body"]
 
 DEFAULT_SIGNATURE = "serving_default"
 Inputs = Mapping[str, Any] | Any
 """`{input alias: array-like}`, or one array-like for a model with a single input."""
+BARE = ""
+"""`PredictQuery.untyped`'s name for a bare input."""
 
 
 def invalid(message: str, model: str) -> ServingClientError:
@@ -68,51 +72,89 @@ class ModelRef:
         return None if metadata is None else metadata.signatures.get(self.signature_key)
 
 
-def _array(value: Any) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype.kind == "S" and not isinstance(value, np.ndarray):
+def _array(value: Any, name: str, model: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        a = np.asarray(value)
+    except UnicodeError:  # str and non-ASCII bytes mixed
+        return np.array(value, dtype=object)
+    except ValueError as e:
+        raise invalid(f"Input {name!r} is not a dense tensor: {e}", model) from None
+    if a.dtype.kind == "S":
         # numpy's fixed-width bytes drop trailing NUL bytes; binary data must keep them.
         return np.array(value, dtype=object)
     return a
 
 
+def _typed(a: np.ndarray, spec: TensorSpec, name: str, model: str) -> np.ndarray:
+    """An input given as Python values, in its signature dtype by TensorFlow Serving's JSON
+    rules (1.5 is no int32), as a REST server would type it; numpy's cast for the dtypes JSON
+    cannot carry (half, ...)."""
+    try:
+        return codec.coerce_to_dtype(a, spec.dtype)
+    except ServingError as e:
+        if e.code is grpc.StatusCode.UNIMPLEMENTED:
+            return a.astype(spec.numpy_dtype)
+        raise invalid(f"Input {name!r}: {e.message}", model) from None
+
+
 @dataclass(frozen=True, slots=True)
 class PredictQuery:
-    """A predict call: `inputs` is a dict of arrays, or one array for a single-input model."""
+    """A predict call.
+
+    Attributes:
+        ref: the servable.
+        inputs: arrays by alias, or one array for a single-input signature.
+        untyped: the aliases given as Python values rather than numpy arrays (`BARE` for a
+            bare one): their dtype comes from the signature, not from numpy's guess (float64
+            for `[1.0]`, which a float32 input refuses on gRPC).
+        output_filter: the aliases to return; empty for all.
+    """
 
     ref: ModelRef
     inputs: dict[str, np.ndarray] | np.ndarray
+    untyped: frozenset[str] = frozenset()
     output_filter: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, ref: ModelRef, inputs: Inputs,
               output_filter: Sequence[str] | str | None = None) -> PredictQuery:
         """Turns the caller's array-likes into arrays (one tensor per input)."""
-        if isinstance(inputs, Mapping):
-            if not inputs:
-                raise invalid("inputs must not be empty", ref.model)
-            arrays: dict[str, np.ndarray] | np.ndarray = {
-                str(k): _array(v) for k, v in inputs.items()}
-        else:
-            arrays = _array(inputs)
+        given = inputs if isinstance(inputs, Mapping) else {BARE: inputs}
+        if not given or any(not isinstance(k, str) or not k for k in given) and given is inputs:
+            raise invalid(f"inputs must map input names to arrays. Received keys: {list(given)}",
+                          ref.model)
+        arrays = {k: _array(v, k or "inputs", ref.model) for k, v in given.items()}
+        untyped = frozenset(k for k, v in given.items() if not isinstance(v, np.ndarray))
         if isinstance(output_filter, str):
             output_filter = [output_filter]
-        return cls(ref, arrays, tuple(output_filter or ()))
+        return cls(ref, arrays if given is inputs else arrays[BARE], untyped,
+                   tuple(output_filter or ()))
 
-    def named_inputs(self, signature: SignatureInfo) -> dict[str, np.ndarray]:
-        """The inputs by alias; a bare array is named after the signature's only input.
+    def named_inputs(self, signature: SignatureInfo, typed: bool = False
+                     ) -> dict[str, np.ndarray]:
+        """The inputs by alias (a bare array named after the signature's only input); with
+        `typed`, those in `untyped` converted to their signature dtype.
 
         Raises:
             ServingClientError: INVALID_ARGUMENT for a bare array when the signature has
-                several inputs.
+                several inputs, or for values the signature dtype refuses.
         """
         if isinstance(self.inputs, dict):
-            return self.inputs
-        if len(signature.inputs) != 1:
+            named, untyped = self.inputs, self.untyped
+        elif len(signature.inputs) == 1:
+            alias = next(iter(signature.inputs))
+            named, untyped = {alias: self.inputs}, frozenset({alias} if self.untyped else ())
+        else:
             raise invalid(f"Signature {self.ref.signature_key!r} has inputs "
                           f"{sorted(signature.inputs)}: pass a dict of arrays, not one array",
                           self.ref.model)
-        return {next(iter(signature.inputs)): self.inputs}
+        if not typed:
+            return named
+        return {alias: _typed(a, signature.inputs[alias], alias, self.ref.model)
+                if alias in untyped and alias in signature.inputs else a
+                for alias, a in named.items()}
 
     def check_output_filter(self, signature: SignatureInfo) -> None:
         """Fails as TensorFlow Serving's Predict does on an unknown or repeated alias.

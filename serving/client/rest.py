@@ -69,7 +69,9 @@ class _RestTransport:
         """Sets up the connection pool (each client its own kind)."""
         raise NotImplementedError
 
-    def _unreachable(self, error: Exception, model: str) -> ServingClientError:
+    def _unreachable(self, error: BaseException, model: str) -> ServingClientError:
+        while error.__cause__ is not None:  # the OS's reason, not the libraries' wrappers
+            error = error.__cause__
         return ServingClientError(grpc.StatusCode.UNAVAILABLE,
                                   f"Cannot reach {self.url}: {error}", model)
 
@@ -111,6 +113,8 @@ class RestClient(_RestTransport, SyncApi):
             response = self._pool.request(request.method, self.url + request.path,
                                           body=request.body, retries=False, redirect=False,
                                           timeout=urllib3.Timeout(total=timeout))
+        except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass
+            raise self._unreachable(e, call.model) from None
         except urllib3.exceptions.TimeoutError:
             raise self._timed_out(timeout, call.model) from None
         except urllib3.exceptions.HTTPError as e:

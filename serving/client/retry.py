@@ -93,6 +93,7 @@ class Retrying:
     def __init__(self, policy: RetryPolicy, deadline: Deadline, model: str) -> None:
         self.policy, self.deadline, self.model = policy, deadline, model
         self.attempt = 1
+        self.started = time.monotonic()
 
     def remaining(self) -> float:
         return self.deadline.remaining(self.model)
@@ -101,14 +102,18 @@ class Retrying:
         """The sleep before the next attempt after `error`.
 
         Raises:
-            ServingClientError: `error` itself when it is not retryable, when the attempts are
-                used up, or when the sleep would end past the deadline.
+            ServingClientError: `error` itself when it is not retryable; when the attempts are
+                used up or the sleep would end past the deadline, `error` with how many
+                attempts were made in how long.
         """
-        if error.code not in RETRYABLE or self.attempt >= self.policy.max_attempts:
+        if error.code not in RETRYABLE:
             raise error
         delay = random.uniform(0.0, self.policy.backoff_cap(self.attempt))
-        if time.monotonic() + delay >= self.deadline.expires_at:
-            raise error
+        if (self.attempt >= self.policy.max_attempts
+                or time.monotonic() + delay >= self.deadline.expires_at):
+            spent = time.monotonic() - self.started
+            raise ServingClientError(error.code, f"{error.message} (gave up after "
+                                     f"{self.attempt} attempts in {spent:.2f} s)", error.model)
         log.info("retrying %s in %.3f s (attempt %d of %d failed): %s", self.model or "call",
                  delay, self.attempt, self.policy.max_attempts, error.message)
         self.attempt += 1

@@ -1,7 +1,8 @@
-"""``BatchingParameters`` and ``MonitoringConfig``: the two config messages that
+"""``BatchingParameters``, ``MonitoringConfig`` and ``SSLConfig``: the config messages that
 tensorflow-serving-api does not ship, defined here with TensorFlow Serving's package, field names,
 numbers and types (``servables/tensorflow/session_bundle_config.proto``,
-``config/monitoring_config.proto``), so the same text files parse in both engines.
+``config/monitoring_config.proto``, ``config/ssl_config.proto``), so the same text files parse in
+both engines.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     monitoring.field.add(name="prometheus_config", number=1, label=_OPTIONAL,
                          type=FieldProto.TYPE_MESSAGE,
                          type_name=".tensorflow.serving.PrometheusConfig")
+    ssl = file.message_type.add(name="SSLConfig")
+    for number, name in enumerate(("server_key", "server_cert", "custom_ca"), 1):
+        ssl.field.add(name=name, number=number, label=_OPTIONAL, type=FieldProto.TYPE_STRING)
+    ssl.field.add(name="client_verify", number=4, label=_OPTIONAL, type=FieldProto.TYPE_BOOL)
     return file
 
 
@@ -61,11 +66,11 @@ def _classes():
     except KeyError:
         pool.Add(_file())
     get = message_factory.GetMessageClass
-    return (get(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")),
-            get(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")))
+    return tuple(get(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+                 for name in ("BatchingParameters", "MonitoringConfig", "SSLConfig"))
 
 
-BatchingParameters, MonitoringConfig = _classes()
+BatchingParameters, MonitoringConfig, SSLConfig = _classes()
 
 
 class ConfigFileError(Exception):

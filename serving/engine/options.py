@@ -84,7 +84,11 @@ class ServerOptions:
     load_retry_interval_micros: int = 60_000_000
     """Delay between load retries."""
     ssl_config_file: str = ""
-    """Text-format SSLConfig for gRPC."""
+    """Text-format SSLConfig (PEM key, cert, optional CA and client_verify) for gRPC."""
+    rest_api_enable_ssl: bool = False
+    """Serve REST over TLS too, with the --ssl_config_file key pair (not a TF Serving flag)."""
+    admin_address: str = ""
+    """host:port for /healthz, /readyz and metrics, instead of the REST port (not TF Serving)."""
     grace_period_seconds: float = 30.0
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
     host: str = "0.0.0.0"
@@ -136,6 +140,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     if not options.model_config_file and not options.model_base_path:
         raise FlagError("Both server_options.model_base_path and "
                         "server_options.model_config_file are empty!")
+    if options.rest_api_enable_ssl and not options.ssl_config_file:
+        raise FlagError("--rest_api_enable_ssl needs --ssl_config_file")
     if options.port == 0 and not options.grpc_socket_path:
         raise FlagError("server_options.grpc_socket_path and server_options.port cannot both "
                         "be zero or empty")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,11 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Method
 INT64_MAX = 2**63 - 1
 LIVENESS_PATH, READINESS_PATH = "/healthz", "/readyz"
 V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+
+
+def _not_found() -> web.Response:
+    """libevent's plain 404, as TensorFlow Serving answers paths outside /v1/."""
+    return web.Response(status=404, text="404 Not Found", content_type="text/html")
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
@@ -78,14 +84,25 @@ class RestApi:
         self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
         self.shutting_down = False
 
-    def app(self, max_body_bytes: int) -> web.Application:
+    def app(self, max_body_bytes: int, with_admin: bool = True) -> web.Application:
+        """The REST API; health and metrics too unless they live on an admin address."""
+        async def route(request: web.Request) -> web.Response:
+            if V1_PREFIX.match(request.path):
+                return await self._v1(request)
+            return (with_admin and self._admin(request)) or _not_found()
         app = web.Application(client_max_size=max_body_bytes)
-        app.router.add_route("*", "/{tail:.*}", self._route)
+        app.router.add_route("*", "/{tail:.*}", route)
         return app
 
-    async def _route(self, request: web.Request) -> web.Response:
-        if V1_PREFIX.match(request.path):
-            return await self._v1(request)
+    def admin_app(self) -> web.Application:
+        """Health and metrics only, for ``--admin_address``."""
+        async def route(request: web.Request) -> web.Response:
+            return self._admin(request) or _not_found()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", route)
+        return app
+
+    def _admin(self, request: web.Request) -> web.Response | None:
         if request.path == LIVENESS_PATH:
             return web.json_response({"status": "alive"})
         if request.path == READINESS_PATH:
@@ -95,7 +112,7 @@ class RestApi:
         if request.path == self._metrics_path:  # any method, as TensorFlow Serving
             return web.Response(body=self._service.metrics.render(),
                                 headers={"Content-Type": METRICS_CONTENT_TYPE})
-        return web.Response(status=404, text="404 Not Found", content_type="text/html")
+        return None
 
     async def _v1(self, request: web.Request) -> web.Response:
         model, api = _metric_labels(request)
@@ -192,14 +209,15 @@ class RestApi:
         return responses.status_json(responses.status_response(statuses))
 
 
-async def start(api: RestApi, host: str, port: int, max_body_bytes: int,
-                grace_s: float) -> web.AppRunner:
-    """Serve ``api`` on ``host:port``; returns the runner to stop it with."""
+async def start(app: web.Application, host: str, port: int, grace_s: float,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` (TLS with ``ssl_context``); returns the runner."""
     # auto_decompress=False: RestApi._body gunzips as TensorFlow Serving does (gzip only).
-    runner = web.AppRunner(api.app(max_body_bytes), access_log=None, handle_signals=False,
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=grace_s, auto_decompress=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True,
+                      ssl_context=ssl_context).start()
     return runner
 
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvloop
 
-from serving.engine import grpc_api, rest
+from serving.engine import grpc_api, rest, tls
 from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.loader import make_loader
@@ -54,6 +54,7 @@ class EngineServer:
     def __init__(self, settings: EngineSettings):
         self.options = options = settings.options
         self.model_config = settings.model_config
+        self.ssl_config = settings.ssl
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
                                            thread_name_prefix="model")
@@ -85,20 +86,30 @@ class EngineServer:
         options = self.options
         grpc_server = grpc_api.build_server(self.service, self.core, self.health,
                                             options.grpc_channel_arguments)
-        if options.port:
-            grpc_server.add_insecure_port(f"{options.host}:{options.port}")
-            print(f"Running gRPC ModelServer at {options.host}:{options.port} ...", flush=True)
-        if options.grpc_socket_path:
-            grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
-            print(f"Running gRPC ModelServer at unix:{options.grpc_socket_path} ...", flush=True)
+        ssl_config = self.ssl_config
+        for address in ([f"{options.host}:{options.port}"] if options.port else []) + (
+                [f"unix:{options.grpc_socket_path}"] if options.grpc_socket_path else []):
+            if ssl_config:
+                grpc_server.add_secure_port(address, tls.grpc_credentials(ssl_config))
+            else:
+                grpc_server.add_insecure_port(address)
+            print(f"Running gRPC ModelServer at {address} ...", flush=True)
         await grpc_server.start()
-        runner = None
+        runners = []
+        grace = options.grace_period_seconds
         if options.rest_api_port and options.rest_api_port != options.port:
-            runner = await rest.start(self.rest_api, options.host, options.rest_api_port,
-                                      MAX_REST_BODY_BYTES, options.grace_period_seconds)
+            context = tls.rest_ssl_context(ssl_config) if options.rest_api_enable_ssl else None
+            app = self.rest_api.app(MAX_REST_BODY_BYTES, with_admin=not options.admin_address)
+            runners.append(await rest.start(app, options.host, options.rest_api_port, grace,
+                                            context))
             print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",
                   flush=True)
-        return grpc_server, runner
+        if options.admin_address:
+            host, _, port = options.admin_address.rpartition(":")
+            runners.append(await rest.start(self.rest_api.admin_app(), host or options.host,
+                                            int(port), grace))
+            print(f"Serving health and metrics at {options.admin_address} ...", flush=True)
+        return grpc_server, runners
 
     async def _report_health(self) -> None:
         while not self.stopping.is_set():
@@ -110,12 +121,12 @@ class EngineServer:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
-        grpc_server, runner = await self._start_front_ends()
+        grpc_server, runners = await self._start_front_ends()
         health_task = asyncio.create_task(self._report_health())
         status = await self._initial_load()
         if status == 0:
             await self.stopping.wait()
-        await self._shutdown(grpc_server, runner, health_task)
+        await self._shutdown(grpc_server, runners, health_task)
         return status
 
     async def _initial_load(self) -> int:
@@ -134,15 +145,14 @@ class EngineServer:
         log.info("all configured models are available")
         return 0
 
-    async def _shutdown(self, grpc_server, runner, health_task) -> None:
+    async def _shutdown(self, grpc_server, runners, health_task) -> None:
         log.info("shutting down: draining requests in flight")
         self.rest_api.shutting_down = True
         self.stopping.set()
         await health_task
         await self.health.update(shutting_down=True)
-        stops = [grpc_server.stop(self.options.grace_period_seconds)]
-        if runner is not None:
-            stops.append(rest.stop(runner))
+        stops = [grpc_server.stop(self.options.grace_period_seconds),
+                 *(rest.stop(runner) for runner in runners)]
         await asyncio.gather(*stops)
         self.source.stop()
         if self.poller:

@@ -13,6 +13,7 @@ from serving.engine.config_protos import (
     BatchingParameters,
     ConfigFileError,
     MonitoringConfig,
+    SSLConfig,
     read_text_proto,
 )
 from serving.engine.options import ServerOptions
@@ -34,6 +35,8 @@ class EngineSettings:
     """Batching rules, or None when --enable_batching is off."""
     metrics_path: str | None
     """Where Prometheus metrics are served on the REST port, or None when disabled."""
+    ssl: SSLConfig | None = None
+    """TLS key pair (and CA for client verification), or None for plaintext."""
 
 
 def _batching(options: ServerOptions) -> BatchingOptions | None:
@@ -64,7 +67,9 @@ def load(options: ServerOptions) -> EngineSettings:
             tensorflow.serving.ModelServerConfig: 1:5 : ...``.
     """
     try:
+        ssl = read_text_proto(options.ssl_config_file, SSLConfig) \
+            if options.ssl_config_file else None
         return EngineSettings(options, options.initial_config(), _batching(options),
-                              _metrics_path(options))
+                              _metrics_path(options), ssl)
     except (ConfigFileError, model_config.ConfigParseError) as e:
         raise SettingsError(str(e)) from None
