@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -62,8 +63,10 @@ class ServerCore:
 class ConfigFilePoller:
     """Re-reads ``--model_config_file`` every N seconds; a bad file is logged and ignored."""
 
-    def __init__(self, core: ServerCore, path: str, interval_s: float):
+    def __init__(self, core: ServerCore, path: str, interval_s: float,
+                 on_error: Callable[[], None] = lambda: None):
         self._core, self._path, self._interval_s = core, Path(path), interval_s
+        self._on_error = on_error
         self._last_text: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="config-poller", daemon=True)
@@ -83,6 +86,7 @@ class ConfigFilePoller:
                     self._last_text = text
                     log.info("applied new model config from %s", self._path)
             except (OSError, model_config.ConfigParseError, ServingError) as e:
+                self._on_error()
                 log.error("keeping the current model config: %s", e)
 
     def stop(self) -> None:

@@ -77,6 +77,9 @@ class Metrics:
         self.in_flight = Gauge(f"{OURS}requests_in_flight", "", ["entrypoint"], registry=r)
         self.queue_depth = Gauge(f"{OURS}batch_queue_depth", "", registry=r)
         self.versions_loaded = Gauge(f"{OURS}versions_loaded", "", ["model_name"], registry=r)
+        self.base_path_errors = Counter(f"{OURS}base_path_errors", "", ["model_name"],
+                                        registry=r)
+        self.config_reload_errors = Counter(f"{OURS}config_reload_errors", "", registry=r)
         self.refreshers: list[Callable[[], None]] = []
         """Called before each render, to set gauges read from elsewhere (manager, batcher)."""
 

@@ -63,8 +63,9 @@ class EngineServer:
         self.manager = Manager(make_loader(options, self.metrics), options.max_num_load_retries,
                                options.load_retry_interval_micros / 1e6,
                                drain_timeout_s=options.grace_period_seconds)
-        self.source = FileSystemSource(self.manager, options.file_system_poll_wait_seconds,
-                                       options.prefer_tflite_model)
+        self.source = FileSystemSource(
+            self.manager, options.file_system_poll_wait_seconds, options.prefer_tflite_model,
+            on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
         self.core = ServerCore(self.manager, self.source,
                                options.allow_version_labels_for_unavailable_models)
         self.service = PredictionService(self.manager, self.executor,
@@ -140,7 +141,8 @@ class EngineServer:
         gc.freeze()  # keep the loaded models out of every later GC pass (p99, see DESIGN.md)
         if self.options.model_config_file:
             self.poller = ConfigFilePoller(self.core, self.options.model_config_file,
-                                           self.options.model_config_file_poll_wait_seconds)
+                                           self.options.model_config_file_poll_wait_seconds,
+                                           on_error=self.metrics.config_reload_errors.inc)
             self.poller.start()
         log.info("all configured models are available")
         return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from serving.engine import policy
@@ -33,8 +34,10 @@ def complete_versions(base_path: Path, prefer_tflite: bool) -> dict[int, Path]:
 class FileSystemSource:
     """Polls base paths every ``poll_seconds`` (0: once; negative: never) and feeds the manager."""
 
-    def __init__(self, manager: Manager, poll_seconds: float, prefer_tflite: bool):
+    def __init__(self, manager: Manager, poll_seconds: float, prefer_tflite: bool,
+                 on_error: Callable[[str], None] = lambda model: None):
         self._manager, self._poll_seconds = manager, poll_seconds
+        self._on_error = on_error
         self._prefer_tflite = prefer_tflite
         self._models: dict[str, tuple[Path, policy.VersionPolicy]] = {}
         self._lock = threading.Lock()
@@ -61,8 +64,9 @@ class FileSystemSource:
             try:
                 on_disk = complete_versions(base_path, self._prefer_tflite)
             except OSError as e:
+                self._on_error(name)
                 self._warn_once(name, f"Could not find base path {base_path} for servable "
-                                      f"{name} with error {e.strerror}")
+                                      f"{name} with error {e.strerror}; keeping what serves")
                 continue
             if not on_disk:
                 self._warn_once(name, f"No versions of servable {name} found under base path "
