@@ -89,6 +89,19 @@ def test_rollouts_under_load_lose_no_request(topology):
     assert "stable=1" in status
 
 
+def test_auto_rollout_decides_on_the_slo(topology):
+    def auto(slo_ms: str):
+        return run_servectl("rollout", "linear", "--auto", "2", "--slo-p99-ms", slo_ms,
+                            "--load-seconds", "3", "--state", topology.state_dir,
+                            "--drain-seconds", "1")
+    missed = auto("0.001")  # no request is that fast: the canary must be rolled back
+    assert missed.returncode == 1, missed.stderr
+    assert "SLO missed -> rollback" in missed.stdout and "labels {'stable': 1}" in missed.stdout
+    met = auto("10000")
+    assert met.returncode == 0, met.stderr
+    assert "SLO met -> promote" in met.stdout and "labels {'stable': 2}" in met.stdout
+
+
 def test_killing_a_replica_under_load_keeps_the_others_answering(topology):
     """Bound: only requests in flight on the killed replica may fail, i.e. at most the
     concurrency; nginx retries connection errors on the other replica (proxy_next_upstream)."""

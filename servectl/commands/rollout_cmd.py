@@ -9,6 +9,8 @@ local replicas; TensorFlow Serving's config polling in Kubernetes). Prints every
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ EXAMPLE = """examples:
   servectl rollout digits_cnn --canary 2      # load v2 next to stable, label it canary
   servectl rollout digits_cnn --promote       # stable -> v2, drop the old version after a drain
   servectl rollout digits_cnn --rollback      # drop the canary, or undo the last promote
+  servectl rollout digits_cnn --auto 3 --slo-p99-ms 50   # canary, load test, decide
   servectl rollout status digits_cnn          # every replica's versions and the labels
   servectl rollout digits_cnn --canary 3 --kube --namespace serving"""
 
@@ -35,6 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     move.add_argument("--canary", type=int, metavar="VERSION")
     move.add_argument("--promote", action="store_true")
     move.add_argument("--rollback", action="store_true")
+    move.add_argument("--auto", type=int, metavar="VERSION",
+                      help="canary VERSION, load-test the canary label, then promote or roll "
+                           "back on the SLO verdict")
+    p.add_argument("--slo-p99-ms", type=float, default=100.0, help="--auto: p99 limit (100)")
+    p.add_argument("--slo-error-rate", type=float, default=0.0,
+                   help="--auto: highest error rate (0)")
+    p.add_argument("--load-seconds", type=float, default=10.0, help="--auto: load test length")
+    p.add_argument("--rest", help="--auto: REST URL to load-test (the local nginx by default)")
     p.add_argument("--stable", type=int, help="stable version when no label says it yet")
     p.add_argument("--drain-seconds", type=float, default=5.0,
                    help="wait before unloading a version that lost its label (5)")
@@ -86,6 +97,8 @@ def _plan(args, config, targets, history: dict[str, int]):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.auto is not None:
+        return _auto(args)
     import_tensorflow()
     from servectl.topology import apply, rollout
     from serving.engine import model_config
@@ -113,6 +126,39 @@ def run(args: argparse.Namespace) -> int:
     final = rollout.labels(steps[-1].config, args.target)
     print(f"{args.target}: labels {final}")
     return 0
+
+
+def _rollout(args: argparse.Namespace, **move) -> int:
+    """Run this command again for one move (each move is its own config transaction)."""
+    flags = [f"--{k}" if v is True else f"--{k}={v}" for k, v in move.items()]
+    common = ["--state", str(args.state), "--drain-seconds", str(args.drain_seconds)]
+    if args.kube:
+        common += ["--kube", "--namespace", args.namespace, "--configmap", args.configmap]
+    return subprocess.run([sys.executable, "-m", "servectl.cli", "rollout", args.target, *flags,
+                           *common]).returncode
+
+
+def _auto(args: argparse.Namespace) -> int:
+    """Canary, then a load test on the ``canary`` label decides: promote or roll back."""
+    from servectl.topology import local
+
+    rest = args.rest
+    if rest is None:
+        try:
+            rest = f"http://127.0.0.1:{local.Topology.load(args.state).rest_port}"
+        except local.TopologyError as e:
+            raise UsageError(f"--auto needs --rest URL or a local topology: {e}") from None
+    if _rollout(args, canary=args.auto):
+        return 1
+    verdict = subprocess.run([
+        sys.executable, "-m", "servectl.cli", "loadtest", "--rest", rest, "--model",
+        args.target, "--label", "canary", "--duration", f"{args.load_seconds}s",
+        "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
+        "--out", str(args.state / "auto-loadtest")]).returncode
+    decision = "promote" if verdict == 0 else "rollback"
+    print(f"canary {args.auto}: SLO {'met' if verdict == 0 else 'missed'} -> {decision}",
+          flush=True)
+    return _rollout(args, **{decision: True}) or (0 if verdict == 0 else 1)
 
 
 def _status(args: argparse.Namespace) -> int:
