@@ -96,6 +96,11 @@ class Samples:
     protocol: np.ndarray
     processes: tuple[ProcessUsage, ...]
 
+    @property
+    def done(self) -> np.ndarray:
+        """Completion time of each request (Unix seconds)."""
+        return self.start + self.latency_ms / 1000
+
     def select(self, mask: np.ndarray) -> Samples:
         """The requests where ``mask`` is True."""
         return Samples(self.start[mask], self.latency_ms[mask], self.ok[mask],

@@ -9,6 +9,7 @@ document the REST one is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
@@ -106,10 +107,8 @@ def fetch_rest(base_url: str, target: Target, timeout: float = 10) -> list[Input
             document = json.loads(response.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # not TF Serving's JSON
             detail = json.loads(detail)["error"]
-        except (ValueError, KeyError, TypeError):
-            pass
         raise SignatureError(f"GET {url}: HTTP {e.code}: {detail}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise SignatureError(f"GET {url}: {getattr(e, 'reason', e)}") from None

@@ -38,7 +38,7 @@ class Slo:
         if self.error_rate is not None:
             parts.append(f"errors <= {self.error_rate:.1%}")
         if self.min_rps is not None:
-            parts.append(f"throughput >= {self.min_rps:g} req/s")
+            parts.append(f"throughput >= {self.min_rps:.10g} req/s")
         return ", ".join(parts) or "none"
 
 
@@ -89,7 +89,7 @@ def judge(slo: Slo, requests: int, p99_ms: float, error_rate: float, rps: float)
     if slo.min_rps is not None:
         ok = rps >= slo.min_rps
         (met if ok else failed).append(
-            f"throughput {rps:.1f} req/s {'>=' if ok else '<'} {slo.min_rps:g} req/s")
+            f"throughput {rps:.1f} req/s {'>=' if ok else '<'} {slo.min_rps:.10g} req/s")
     if not failed and not met:
         met.append("no SLO set")
     return Verdict(not failed, tuple(failed + met))

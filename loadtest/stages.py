@@ -67,6 +67,11 @@ def plan(shape: str, users: int, spawn_rate: float, seconds: float,
             Stage(base, seconds, float(users))]
 
 
+def users_text(count: int) -> str:
+    """``1 user``, ``4 users``: how levels are named in verdicts and plots."""
+    return f"{count} user{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Level:
     """The measured period of one stage: ``users`` held from ``start`` to ``end`` (Unix time)."""

@@ -182,7 +182,8 @@ def _write_outputs(config, args, slo, report, samples, verdict, locust_code: int
                "config": {"model": args.model, "version": args.version, "label": args.label,
                           "signature": args.signature, "rest": args.rest, "grpc": args.grpc,
                           "users": config.users, "processes": config.processes,
-                          "duration_s": args.duration, "shape": config.shape_args[1],
+                          "duration_s": args.duration,
+                          "shape": "steps" if args.sweep else args.shape,
                           "slo": slo.__dict__}}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return [*files, out / "results.json"]
@@ -199,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"load test: {args.model} over {protocols}, {levels} users, {args.duration:g}s per "
           f"level, {config.processes} Locust process(es); SLO {slo.describe()}", flush=True)
     code = runner.run(config)
+    if code not in (0, 1):
+        print(f"warning: Locust exited {code}; see {config.out / 'locust.log'}", file=sys.stderr)
     recorded = samples.load(config.samples_dir)
     if not len(recorded.start):
         print(f"servectl loadtest: Locust sent no request (exit {code}); its log ends:\n"

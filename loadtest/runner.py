@@ -1,0 +1,147 @@
+"""Runs ``loadtest/locustfile.py`` in a Locust child process, headless, and waits for it.
+
+Locust runs in its own process because importing it monkey-patches the standard library
+(gevent: sockets, threads, ``time.sleep``) for the whole interpreter; ``servectl`` stays a
+plain Python process that only reads what Locust wrote. Locust's output goes to
+``OUT/locust.log``; its CSV and HTML reports, the raw samples and the stage schedule land in
+``OUT`` too.
+
+How many Locust processes: each one is a single gevent loop, so it can use at most one core.
+The default is one per two cores of this machine (at least one): a load test here usually
+shares the machine with the server it measures, and a generator that takes every core measures
+its own contention. With one process Locust runs its local runner (no master, no ZeroMQ
+statistics traffic); with more it forks a master and N workers (``--processes N``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from loadtest.signature import Target
+from loadtest.slo import Slo
+from loadtest.stages import SCHEDULE_FILE, Stage
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+GRACE_S = 120.0
+"""How long past its planned end a run may take (start-up, ramp-up) before it is stopped."""
+
+
+def default_processes() -> int:
+    """One Locust process per two cores, at least one (see the module docstring)."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+@dataclass(frozen=True)
+class LocustRun:
+    """One headless Locust run of the locustfile.
+
+    Attributes:
+        target: model, version or label, signature.
+        rest: REST base URL (runs ``RestUser``), or None.
+        grpc: gRPC ``HOST:PORT`` (runs ``GrpcUser``), or None.
+        stages: the shape, already planned (for the progress estimate).
+        shape_args: the locustfile's shape options that produce ``stages``.
+        users: peak users (Locust's ``-u``).
+        spawn_rate: users started per second (Locust's ``-r``).
+        processes: Locust processes sending requests (1: local runner).
+        out: output directory.
+        slo: the limits for Locust's own ``quitting`` gate, or None to leave it off.
+        payload_args: ``--batch-size`` / ``--payload-npz`` options for the locustfile.
+    """
+
+    target: Target
+    rest: str | None
+    grpc: str | None
+    stages: list[Stage]
+    shape_args: list[str]
+    users: int
+    spawn_rate: float
+    processes: int
+    out: Path
+    slo: Slo | None = None
+    payload_args: list[str] = field(default_factory=list)
+
+    @property
+    def samples_dir(self) -> Path:
+        """Where each Locust process writes its raw samples."""
+        return self.out / "samples"
+
+    def planned_seconds(self) -> float:
+        """Measured time plus ramp-up and one stage-clock tick per stage."""
+        return sum(s.seconds + s.users / s.spawn_rate + 1.0 for s in self.stages)
+
+    def argv(self) -> list[str]:
+        """The Locust command line."""
+        t = self.target
+        args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+                "--only-summary", "-u", str(self.users), "-r", f"{self.spawn_rate:g}",
+                "--csv", str(self.out / "locust"), "--html", str(self.out / "locust.html"),
+                "--samples-dir", str(self.samples_dir), "--model", t.model,
+                "--signature", t.signature, *self.shape_args, *self.payload_args]
+        if t.version is not None:
+            args += ["--model-version", str(t.version)]
+        if t.label:
+            args += ["--model-label", t.label]
+        if self.processes > 1:
+            args += ["--processes", str(self.processes)]
+        for flag, value in (("--slo-p99-ms", self.slo and self.slo.p99_ms),
+                            ("--slo-error-rate", self.slo and self.slo.error_rate),
+                            ("--slo-min-rps", self.slo and self.slo.min_rps)):
+            if value is not None:
+                args += [flag, f"{value:g}"]
+        if self.rest:
+            args += ["--host", self.rest]
+        if self.grpc:
+            args += ["--grpc-target", self.grpc]
+        return args + [c for c, on in (("RestUser", self.rest), ("GrpcUser", self.grpc)) if on]
+
+
+def _clear(directory: Path) -> None:
+    """Removes a previous run's samples, so they never mix into this one's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in [*directory.glob("samples-*.npz"), directory / SCHEDULE_FILE]:
+        old.unlink(missing_ok=True)
+
+
+def run(config: LocustRun) -> int:
+    """Runs Locust to completion, with a progress bar on a terminal; returns its exit code.
+
+    A run that outlives its plan by `GRACE_S` is stopped with SIGTERM (Locust then still
+    writes its reports). Ctrl-C stops Locust the same way before re-raising.
+    """
+    _clear(config.samples_dir)
+    planned = config.planned_seconds()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "ERROR"}
+    with open(config.out / "locust.log", "w") as log, \
+            tqdm(total=round(planned), unit="s", desc="load test", disable=None,
+                 file=sys.stderr, leave=False) as bar:
+        process = subprocess.Popen(config.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        started = time.monotonic()
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                if elapsed > planned + GRACE_S:
+                    process.send_signal(signal.SIGTERM)
+                    return process.wait()
+                bar.update(min(round(elapsed), bar.total) - bar.n)
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            raise
+    return process.returncode
+
+
+def log_tail(out: Path, lines: int = 5) -> str:
+    """The last lines of Locust's log, for a failed run's message."""
+    path = out / "locust.log"
+    text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return "\n".join(text[-lines:])
