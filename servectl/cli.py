@@ -19,12 +19,13 @@ from servectl.commands import (
     rollout_cmd,
     serve_cmd,
     train_cmd,
+    tune_cmd,
     up_cmd,
 )
 from servectl.errors import UsageError
 
 COMMANDS = (train_cmd, export_cmd, inspect_cmd, serve_cmd, predict_cmd, up_cmd, loadtest_cmd,
-            rollout_cmd)
+            rollout_cmd, tune_cmd)
 EXIT_USAGE = 2
 DESCRIPTION = ("Export, serve, query, roll and load-test TensorFlow models with TensorFlow "
                "Serving's contract. `servectl COMMAND --help` shows each command with examples.")

@@ -22,7 +22,13 @@ from serving.codec_dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
 from serving.codec_values import map_objects
 from serving.errors import invalid_argument
 
-__all__ = ["ndarray_to_tensor_proto", "tensor_proto_to_ndarray"]
+__all__ = ["MAX_TENSOR_BYTES", "ndarray_to_tensor_proto", "tensor_proto_to_ndarray"]
+
+MAX_RANK = 64  # numpy's limit on dimensions (TensorFlow allows 254)
+MAX_TENSOR_BYTES = 2**31 - 1
+"""The largest tensor decoded: what the largest gRPC message (INT32_MAX bytes, as in
+TensorFlow Serving) could carry in `tensor_content`. It stops a few bytes of shape with one
+typed value from asking for terabytes."""
 
 # Typed fields of fixed-width values: their packed wire payload is the raw little-endian
 # array, so it is written with one MergeFromString instead of one append per value.
@@ -150,7 +156,8 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
 
     Raises:
         ServingError: INVALID_ARGUMENT for an unknown or unsupported dtype, an unknown
-            rank, a negative dimension, or `tensor_content` of the wrong length.
+            rank, more than `MAX_RANK` dimensions, a negative dimension, a tensor larger
+            than `MAX_TENSOR_BYTES`, or `tensor_content` of the wrong length.
     """
     dt = BY_ENUM.get(proto.dtype)
     if dt is None:
@@ -159,9 +166,15 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument("Cannot decode a tensor of unknown rank")
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    if len(shape) > MAX_RANK:
+        raise invalid_argument(f"Tensors may have at most {MAX_RANK} dimensions. Received: "
+                               f"{len(shape)}")
     if any(size < 0 for size in shape):
         raise invalid_argument(f"Tensor shape has a negative dimension. Received: shape={shape}")
     size = math.prod(shape)
+    if size * dtype.itemsize > MAX_TENSOR_BYTES:
+        raise invalid_argument(f"A {dt.name} tensor of shape {list(shape)} would take more than "
+                               f"{MAX_TENSOR_BYTES} bytes")
     if not proto.tensor_content:
         return _fit(_typed_values(proto, dt), size).reshape(shape)
     if dt is DT_STRING:

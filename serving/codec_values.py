@@ -77,7 +77,7 @@ def json_to_array(value: Any) -> np.ndarray | None:
         obj = np.array(value, dtype=object)
     except ValueError:
         return None
-    types = set(map(type, obj.flat))
+    types = set(map(type, obj.reshape(-1)))  # not .flat: numpy iterates it up to 32 dims only
     if list in types:
         return None
     if types == {float}:
@@ -207,7 +207,7 @@ def _convert(a: np.ndarray, dt: TFDType) -> np.ndarray | None:
     """The array as `dt` if every leaf is acceptable, else None (vectorised checks)."""
     kind = a.dtype.kind
     # Leaf types of an object array; for typed arrays a sentinel no rule below accepts.
-    leaves: set[type] = set(map(type, a.flat)) if kind == "O" else {np.ndarray}
+    leaves: set[type] = set(map(type, a.reshape(-1))) if kind == "O" else {np.ndarray}
     if dt is DT_STRING:
         return map_objects(_utf8, a) if kind in "SU" or leaves <= {str, bytes} else None
     if dt.name == "bool":
@@ -260,7 +260,7 @@ def coerce_to_dtype(
     converted = _convert(a, dt)
     if converted is not None:
         return converted
-    for index, leaf in enumerate(a.flat):
+    for index, leaf in enumerate(a.reshape(-1)):
         error = _leaf_error(leaf, dt)
         if error is not None:
             if not row_format:

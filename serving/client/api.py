@@ -88,12 +88,14 @@ class SyncApi(ClientCore):
         Ints become `int64_list`, other numbers `float_list`, str and bytes `bytes_list`.
         `options` are those of `predict` without `output_filter`, plus `context`.
         """
-        return self._run(self._classify, model, examples, **options)
+        return self._run(self._examples, self._calls.classify, model, examples,
+                       **options)
 
     def regress(self, model: str, examples: Sequence[Mapping[str, Any]],
                 **options: Unpack[ExamplesOptions]) -> np.ndarray:
         """Runs a regress signature; returns one float32 value per example (see `classify`)."""
-        return self._run(self._regress, model, examples, **options)
+        return self._run(self._examples, self._calls.regress, model, examples,
+                       **options)
 
     def status(self, model: str, version: int | None = None,
                **options: Unpack[CallOptions]) -> list[ModelVersionStatus]:
@@ -151,12 +153,14 @@ class AsyncApi(ClientCore):
     async def classify(self, model: str, examples: Sequence[Mapping[str, Any]],
                        **options: Unpack[ExamplesOptions]) -> ClassifyResult:
         """`SyncApi.classify`, awaited."""
-        return await self._run(self._classify, model, examples, **options)
+        return await self._run(self._examples, self._calls.classify, model, examples,
+                             **options)
 
     async def regress(self, model: str, examples: Sequence[Mapping[str, Any]],
                       **options: Unpack[ExamplesOptions]) -> np.ndarray:
         """`SyncApi.regress`, awaited."""
-        return await self._run(self._regress, model, examples, **options)
+        return await self._run(self._examples, self._calls.regress, model, examples,
+                             **options)
 
     async def status(self, model: str, version: int | None = None,
                      **options: Unpack[CallOptions]) -> list[ModelVersionStatus]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from serving.client.errors import client_errors
 from serving.client.queries import Inputs, MetadataCache, ModelRef, PredictQuery, examples_body
-from serving.client.results import ClassifyResult, ModelMetadata, ModelVersionStatus
+from serving.client.results import ModelMetadata, ModelVersionStatus
 from serving.client.retry import Deadline, RetryPolicy
 
 __all__ = ["Call", "CallOptions", "ClientCore", "ExamplesOptions", "Plan", "PredictOptions",
@@ -103,7 +103,8 @@ class ClientCore:
 
     def __init__(self, calls: Calls, timeout_s: float = DEFAULT_TIMEOUT_S,
                  retry: RetryPolicy | None = None, metadata_ttl_s: float = 60.0) -> None:
-        Deadline(timeout_s)  # validates it
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0. Received: timeout_s={timeout_s}")
         self._calls = calls
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
@@ -129,20 +130,13 @@ class ClientCore:
             metadata = yield from self._cached_metadata(query.ref)
         return (yield self._calls.predict(query, metadata))
 
-    def _classify(self, model: str, examples: Sequence[Mapping[str, Any]], *,
+    def _examples(self, build: Callable[[ModelRef, bytes], Call[T]], model: str,
+                  examples: Sequence[Mapping[str, Any]], *,
                   context: Mapping[str, Any] | None = None, version: int | None = None,
-                  label: str | None = None, signature: str | None = None
-                  ) -> Plan[ClassifyResult]:
+                  label: str | None = None, signature: str | None = None) -> Plan[T]:
+        """Classify or regress (`build` is `calls.classify` or `calls.regress`)."""
         ref = ModelRef(model, version, label, signature)
-        return (yield self._calls.classify(ref, examples_body(examples, context, signature,
-                                                              model)))
-
-    def _regress(self, model: str, examples: Sequence[Mapping[str, Any]], *,
-                 context: Mapping[str, Any] | None = None, version: int | None = None,
-                 label: str | None = None, signature: str | None = None) -> Plan[np.ndarray]:
-        ref = ModelRef(model, version, label, signature)
-        return (yield self._calls.regress(ref, examples_body(examples, context, signature,
-                                                             model)))
+        return (yield build(ref, examples_body(examples, context, signature, model)))
 
     def _status(self, model: str, version: int | None = None) -> Plan[list[ModelVersionStatus]]:
         return (yield self._calls.status(ModelRef(model, version)))

@@ -121,16 +121,16 @@ class PredictQuery:
     def build(cls, ref: ModelRef, inputs: Inputs,
               output_filter: Sequence[str] | str | None = None) -> PredictQuery:
         """Turns the caller's array-likes into arrays (one tensor per input)."""
-        given = inputs if isinstance(inputs, Mapping) else {BARE: inputs}
-        if not given or any(not isinstance(k, str) or not k for k in given) and given is inputs:
+        named = isinstance(inputs, Mapping)
+        given = dict(inputs) if named else {BARE: inputs}
+        if named and (not given or not all(isinstance(k, str) and k for k in given)):
             raise invalid(f"inputs must map input names to arrays. Received keys: {list(given)}",
                           ref.model)
         arrays = {k: _array(v, k or "inputs", ref.model) for k, v in given.items()}
         untyped = frozenset(k for k, v in given.items() if not isinstance(v, np.ndarray))
         if isinstance(output_filter, str):
             output_filter = [output_filter]
-        return cls(ref, arrays if given is inputs else arrays[BARE], untyped,
-                   tuple(output_filter or ()))
+        return cls(ref, arrays if named else arrays[BARE], untyped, tuple(output_filter or ()))
 
     def named_inputs(self, signature: SignatureInfo, typed: bool = False
                      ) -> dict[str, np.ndarray]:

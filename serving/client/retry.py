@@ -106,14 +106,15 @@ class Retrying:
                 used up or the sleep would end past the deadline, `error` with how many
                 attempts were made in how long.
         """
-        if error.code not in RETRYABLE:
+        if error.code not in RETRYABLE or self.policy.max_attempts == 1:
             raise error
         delay = random.uniform(0.0, self.policy.backoff_cap(self.attempt))
         if (self.attempt >= self.policy.max_attempts
                 or time.monotonic() + delay >= self.deadline.expires_at):
             spent = time.monotonic() - self.started
-            raise ServingClientError(error.code, f"{error.message} (gave up after "
-                                     f"{self.attempt} attempts in {spent:.2f} s)", error.model)
+            attempts = f"{self.attempt} attempt{'s' if self.attempt > 1 else ''}"
+            raise ServingClientError(error.code, f"{error.message} (gave up after {attempts} "
+                                     f"in {spent:.2f} s)", error.model)
         log.info("retrying %s in %.3f s (attempt %d of %d failed): %s", self.model or "call",
                  delay, self.attempt, self.policy.max_attempts, error.message)
         self.attempt += 1

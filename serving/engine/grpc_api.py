@@ -15,6 +15,7 @@ import logging
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
@@ -56,6 +57,56 @@ def _abort_on_error(method):
             log.exception("internal error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
     return wrapper
+
+
+class _Undecodable:
+    """Stands in for a request that does not parse, so that its call can answer for it."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _parse_or_mark(deserializer):
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as e:
+            return _Undecodable(str(e))
+    return parse
+
+
+class UndecodableRequests(grpc.aio.ServerInterceptor):
+    """Answer a unary request that does not parse as its proto (corrupt wire format, a string
+    field that is not UTF-8) with INVALID_ARGUMENT ``Could not parse the request: ...``: gRPC
+    itself would answer UNKNOWN ``Unexpected <class '...DecodeError'>: ...`` and log a
+    traceback (TensorFlow Serving's C++ gRPC answers INTERNAL). A user's mistake is never a
+    server error (CRAFT.md 3)."""
+
+    def __init__(self):
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler  # (every unary method of this server is a coroutine)
+        cached = self._wrapped.get(handler_call_details.method)
+        if cached is None or cached[0] is not handler:
+            cached = handler, self._wrap(handler)
+            self._wrapped[handler_call_details.method] = cached
+        return cached[1]
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        behavior = handler.unary_unary
+
+        async def unary_unary(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"Could not parse the request: {request.reason}")
+            return await behavior(request, context)
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, _parse_or_mark(handler.request_deserializer),
+            handler.response_serializer)
 
 
 def _counted(api: str):
@@ -164,7 +215,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         except ServingError as e:
             response.status.error_code = e.code.value[0]
             response.status.error_message = e.message
-            await context.abort(e.code, e.message)
+            raise  # _abort_on_error aborts (once; aborting here too logged an internal error)
         return response
 
 
@@ -198,10 +249,13 @@ def channel_arguments(text: str) -> list[tuple[str, str | int]]:
 def build_server(service: PredictionService, core: ServerCore, health_reporter: HealthReporter,
                  channel_args: str = "") -> grpc.aio.Server:
     """A gRPC server with every service registered; ports are added by the caller."""
-    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-               *channel_arguments(channel_args)]
-    server = grpc.aio.server(options=options)
+    # --grpc_channel_arguments override the defaults, as in TensorFlow Serving (gRPC itself
+    # would keep the first of two values for one key).
+    options = {"grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+               "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+               **dict(channel_arguments(channel_args))}
+    server = grpc.aio.server(options=list(options.items()),
+                             interceptors=[UndecodableRequests()])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, core),

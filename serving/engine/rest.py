@@ -13,7 +13,6 @@ shutting down).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import ssl
@@ -73,6 +72,26 @@ def _malformed(request: web.Request) -> ServingError:
     return invalid_argument(f"Malformed request: {request.method} {request.raw_path}")
 
 
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """``body`` gunzipped (every member, as :func:`gzip.decompress`), inflating at most
+    ``limit`` bytes (0: no limit), so that a small gzip bomb cannot take the memory; 413 past
+    it. A body that does not gunzip reads as empty, as in TensorFlow Serving
+    (``evhttp_request.cc``), so the JSON parser reports it."""
+    out = bytearray()
+    while body:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing only
+        try:
+            out += inflater.decompress(body, limit + 1 - len(out) if limit else 0)
+        except zlib.error:
+            return b""
+        if limit and len(out) > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, len(out))
+        if not inflater.eof:
+            return b""  # truncated
+        body = inflater.unused_data
+    return bytes(out)
+
+
 class RestApi:
     """aiohttp handlers over one :class:`PredictionService`."""
 
@@ -82,6 +101,7 @@ class RestApi:
         self._metrics_path = metrics_path
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
         self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
+        self._max_body_bytes = 0  # set by app(); 0 is no limit, as for aiohttp
         self.shutting_down = False
 
     def app(self, max_body_bytes: int, with_admin: bool = True) -> web.Application:
@@ -90,6 +110,7 @@ class RestApi:
             if V1_PREFIX.match(request.path):
                 return await self._v1(request)
             return (with_admin and self._admin(request)) or _not_found()
+        self._max_body_bytes = max_body_bytes
         app = web.Application(client_max_size=max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", route)
         return app
@@ -156,17 +177,21 @@ class RestApi:
             return (self._metadata(spec) if metadata else self._status(spec)), None
         raise _malformed(request)
 
-    @staticmethod
-    async def _body(request: web.Request) -> bytes:
+    async def _body(self, request: web.Request) -> bytes:
         """The body, gunzipped when ``Content-Encoding`` contains ``gzip`` (aiohttp's own
-        decompression is off, see :func:`start`). A body that does not gunzip reads as empty,
-        as in TensorFlow Serving (``evhttp_request.cc``), so the JSON parser reports it."""
-        body = await request.read()
+        decompression is off, see :func:`start`; see :func:`_gunzip`). A body over the limit
+        is refused with 413: at once when its ``Content-Length`` says so (nothing is read),
+        else as soon as the bytes read or inflated pass the limit."""
+        limit = self._max_body_bytes
+        if limit and (request.content_length or 0) > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+        try:
+            body = await request.read()
+        except ConnectionResetError:  # the client left mid-body: not a server error
+            raise ServingError(grpc.StatusCode.CANCELLED, "The client closed the connection "
+                               "before sending the whole request body") from None
         if "gzip" in request.headers.get("Content-Encoding", ""):
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error):
-                body = b""
+            body = _gunzip(body, limit)
         return body
 
     def _deadline(self) -> float | None:

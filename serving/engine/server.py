@@ -137,6 +137,7 @@ class EngineServer:
         except ServingError as e:
             print(f"Failed to start server. Error: {e.code.name}: {e.message}", flush=True)
             return EXIT_START_FAILED
+        self.service.starting = False
         gc.collect()
         gc.freeze()  # keep the loaded models out of every later GC pass (p99, see DESIGN.md)
         if self.options.model_config_file:

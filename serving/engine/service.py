@@ -116,6 +116,18 @@ class PredictionService:
         self._configured_models = configured_models
         self.metrics = metrics
         self._batcher = batcher
+        self.starting = True
+        """True until the initial config has loaded; the server clears it."""
+
+    def _handle(self, spec: ModelSpec):
+        """The manager's pinned handle. While the server is still starting, a configured model
+        with nothing loaded yet is UNAVAILABLE (retry), as a closed port would be for
+        ``tensorflow_model_server``, rather than NOT_FOUND."""
+        if self.starting and not self._manager.snapshot().models.get(spec.name) and \
+                spec.name in self._configured_models():
+            raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                               f"The server is starting: {spec.name} is still loading")
+        return self._manager.handle(spec.name, spec.version, spec.label)
 
     async def _await(self, future, deadline: float | None):
         """Await a model run; DEADLINE_EXCEEDED once ``deadline`` passes."""
@@ -143,7 +155,7 @@ class PredictionService:
 
     async def predict(self, call: PredictCall) -> PredictResult:
         spec = call.spec
-        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             if call.json_row_format is not None:
                 signature = _rest_signature(servable, spec.signature_name)
                 inputs = codec.bind_inputs(call.inputs, signature.input_dtypes(),
@@ -165,13 +177,13 @@ class PredictionService:
         (``FillPredictRequestFromJson``), so the REST front end calls this between parsing the
         body and decoding its tensors; :meth:`predict` checks again on the version it pins.
         """
-        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             _rest_signature(servable, spec.signature_name)
 
     async def classify(self, spec: ModelSpec, model_input: input_pb2.Input,
                        deadline: float | None = None) -> ClassifyResult:
         """Classify; the model and signature are resolved before the examples are read."""
-        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             job = inference.ClassifyJob(servable, spec.signature_name)
             classes, scores = await self._run(servable, "Classify", job.run,
                                               serialized_examples(model_input),
@@ -182,7 +194,7 @@ class PredictionService:
     async def regress(self, spec: ModelSpec, model_input: input_pb2.Input,
                       deadline: float | None = None) -> RegressResult:
         """Regress; the model and signature are resolved before the examples are read."""
-        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             job = inference.RegressJob(servable, spec.signature_name)
             values = await self._run(servable, "Regress", job.run,
                                      serialized_examples(model_input), deadline=deadline)
@@ -194,7 +206,7 @@ class PredictionService:
         """Several classify/regress signatures of one model on the same examples, in order."""
         inference.check_multi_inference(specs)
         first = specs[0][0]
-        with self._manager.handle(first.name, first.version, first.label) as servable:
+        with self._handle(first) as servable:
             jobs = inference.multi_inference_jobs(servable, specs)
             examples = serialized_examples(model_input)
             answers = await self._run(servable, "MultiInference",
@@ -206,7 +218,7 @@ class PredictionService:
 
     def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
         """The served version and its SignatureDefs (GetModelMetadata's ``signature_def``)."""
-        with self._manager.handle(spec.name, spec.version, spec.label) as servable:
+        with self._handle(spec) as servable:
             return Served(spec.name, servable.version, ""), servable.signature_defs
 
     def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
