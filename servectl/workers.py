@@ -37,4 +37,5 @@ def run_workers(count: int, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     statuses = [worker.wait() for worker in workers]
-    return max(statuses, key=abs)
+    # A worker stopped by the signal we forwarded (before its own handler ran) stopped as asked.
+    return max((0 if s in (-signal.SIGTERM, -signal.SIGINT) else s for s in statuses), key=abs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 
 from servectl.errors import UsageError
@@ -56,7 +57,13 @@ def _tfserving_argv(argv: list[str]) -> list[str]:
     return kept
 
 
+def _stop_while_starting(signum: int, _frame) -> None:
+    """SIGTERM before the engine's own handler is in place: stop now, as asked, with status 0."""
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_while_starting)
     from serving.engine.options import FlagError, options_from_args
 
     binary = shutil.which(TFSERVING_BINARY)
