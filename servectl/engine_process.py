@@ -32,7 +32,9 @@ class EngineProcess:
         self.rest_port = rest_port or free_port()
         self.flags = [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                       "--host=127.0.0.1", *flags]
-        fd, self._log_path = tempfile.mkstemp(prefix="engine-", suffix=".log")
+        fd, log_path = tempfile.mkstemp(prefix="engine-", suffix=".log")
+        self.log_path = Path(log_path)
+        """Where the engine's stdout and stderr go."""
         self._log = os.fdopen(fd, "w")
         self.process: subprocess.Popen | None = None
 
@@ -72,7 +74,7 @@ class EngineProcess:
         return grpc.insecure_channel(self.grpc_target)
 
     def log(self) -> str:
-        return Path(self._log_path).read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then wait; returns the exit status."""

@@ -9,6 +9,7 @@ and its error messages are translated to rapidjson's.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -37,15 +38,36 @@ _COMMA_ERRORS = {
 _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _TOKENS = re.compile(_STRING + r"|(-?)(Infinity|Inf|NaN)")  # rapidjson's kParseNanAndInfFlag
 _STRINGS = re.compile(_STRING)
+# Inside a string literal: a surrogate pair, half of one (group 1), or any other escape.
+_ESCAPES = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+                      r"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})|\\.")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # rapidjson (and orjson) refuse what overflows a double
+        raise invalid_argument("JSON Parse error: Number too big to be stored in double.")
+    return value
 
 
 def _parse_int(text: str) -> int | float:
-    """rapidjson reads integers beyond int64/uint64 as doubles; so does orjson."""
-    value = int(text)
-    return value if -(2**63) <= value <= _UINT64_MAX else float(text)
+    """rapidjson reads integers beyond int64/uint64 as doubles; so does orjson. (Beyond 20
+    characters a literal is out of range: not given to int(), which refuses 4300 digits.)"""
+    value = int(text) if len(text) <= 20 else None
+    return value if value is not None and -(2**63) <= value <= _UINT64_MAX else _parse_float(text)
 
 
 _LENIENT = json.JSONDecoder(parse_int=_parse_int)
+# Slower (a Python call per decimal): only for text with a literal that may overflow a double.
+_CHECKED = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
+_EXPONENT = re.compile(r"[eE]\+?\d{3}")
+_DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _may_overflow(text: str) -> bool:
+    """Whether a number in `text` may overflow a double: a 3-digit exponent or 309 digits."""
+    return _EXPONENT.search(text) is not None or \
+        b"0" * 309 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_0)
 
 
 def _normalize_token(match: re.Match[str]) -> str:
@@ -75,9 +97,19 @@ def _parse_error(error: json.JSONDecodeError, text: str) -> ServingError:
 
 def _raw_decode(text: str, start: int) -> Any:
     try:
-        return _LENIENT.raw_decode(text, start)[0]  # stops after the document, like TF
+        decoder = _CHECKED if _may_overflow(text) else _LENIENT
+        doc, end = decoder.raw_decode(text, start)  # stops after the document, like TF
     except RecursionError:
         raise invalid_argument("JSON Parse error: The document is nested too deeply.") from None
+    if "\\u" in text:  # orjson refuses half a surrogate pair, as rapidjson; the stdlib does not
+        for literal in _STRINGS.finditer(text, start, end):
+            for escape in _ESCAPES.finditer(literal.group()):
+                if escape.group(1):
+                    where = text[: literal.start() + escape.start()]
+                    offset = len(where.encode("utf-8", "surrogatepass"))
+                    raise invalid_argument("JSON Parse error: The surrogate pair in string is "
+                                           f"invalid. at offset: {offset}")
+    return doc
 
 
 def _loads_lenient(body: bytes | str) -> Any:

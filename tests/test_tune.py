@@ -9,8 +9,8 @@ import pytest
 
 from loadtest import tune
 from loadtest.tune import Setting, Trial
-from serving.engine.config_protos import BatchingParameters, read_text_proto
 from servectl.cli import main
+from serving.engine.config_protos import BatchingParameters, read_text_proto
 from tests.conftest import models_config, run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"

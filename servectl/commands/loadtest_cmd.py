@@ -100,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _plan(args: argparse.Namespace):
+def plan_run(args: argparse.Namespace):
     """The Locust run the arguments ask for, checked before anything starts."""
     from loadtest import runner, stages, sweep
     from loadtest.signature import Target
@@ -145,7 +145,7 @@ def _plan(args: argparse.Namespace):
         None if args.sweep else slo, payload_args), slo
 
 
-def _precheck(config, args: argparse.Namespace) -> None:
+def precheck(config, args: argparse.Namespace) -> None:
     """Reads the signature and encodes one payload pool now, so mistakes fail in a line."""
     from loadtest import payloads, signature
 
@@ -162,7 +162,7 @@ def _precheck(config, args: argparse.Namespace) -> None:
         raise UsageError(f"cannot create --out {config.out}: {e.strerror}") from None
 
 
-def _write_outputs(config, args, slo, report, samples, verdict, locust_code: int) -> list[Path]:
+def write_outputs(config, args, slo, report, samples, verdict, locust_code: int) -> list[Path]:
     """Plots, the sweep curve and results.json; returns every file worth naming."""
     from loadtest import plots, sweep
     from loadtest.report import to_dict
@@ -193,8 +193,8 @@ def run(args: argparse.Namespace) -> int:
     from loadtest import report as reports
     from loadtest import runner, samples, stages, sweep
 
-    config, slo = _plan(args)
-    _precheck(config, args)
+    config, slo = plan_run(args)
+    precheck(config, args)
     protocols = "+".join(p for p, on in (("REST", args.rest), ("gRPC", args.grpc)) if on)
     levels = ",".join(str(s.users) for s in config.stages)
     print(f"load test: {args.model} over {protocols}, {levels} users, {args.duration:g}s per "
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     report = reports.analyze(recorded, stages.read_levels(config.samples_dir), slo, args.window)
     verdict = sweep.verdict(report) if args.sweep else report.verdict
-    files = _write_outputs(config, args, slo, report, recorded, verdict, code)
+    files = write_outputs(config, args, slo, report, recorded, verdict, code)
     print(reports.table(report))
     print(report.generator.describe())
     if report.generator.warning():

@@ -212,8 +212,8 @@ def _measure(args, flags: list[str], index: int, total: int, setting, run_dir: P
                                f": {_last_line(engine.log())} (log: {run_dir / 'engine.log'})"
                                ) from None
         ns = _loadtest_args(args, engine, run_dir)
-        config, slo = loadtest_cmd._plan(ns)
-        loadtest_cmd._precheck(config, ns)
+        config, slo = loadtest_cmd.plan_run(ns)
+        loadtest_cmd.precheck(config, ns)
         code = runner.run(config)
         recorded = samples.load(config.samples_dir)
         if not len(recorded.start):
@@ -221,11 +221,11 @@ def _measure(args, flags: list[str], index: int, total: int, setting, run_dir: P
             return Trial(index, setting, 0, 0.0, math.nan, math.nan, 0, False, note), None
         report = reports.analyze(recorded, stages.read_levels(config.samples_dir), slo,
                                  ns.window)
-        loadtest_cmd._write_outputs(config, ns, slo, report, recorded, report.verdict, code)
+        loadtest_cmd.write_outputs(config, ns, slo, report, recorded, report.verdict, code)
     finally:
         status = engine.stop() if engine.process is not None else 0
         (run_dir / "engine.log").write_text(engine.log())
-        Path(engine._log_path).unlink(missing_ok=True)
+        engine.log_path.unlink(missing_ok=True)
     s = report.overall.get(reports.ALL) or next(iter(report.overall.values()))
     note = "" if status == 0 else f"engine exited {status} when stopped"
     trial = Trial(index, setting, s.requests, s.rps, s.p50_ms, s.p99_ms, s.errors,
