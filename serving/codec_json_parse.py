@@ -65,9 +65,10 @@ _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 
 
 def _may_overflow(text: str) -> bool:
-    """Whether a number in `text` may overflow a double: a 3-digit exponent or 309 digits."""
+    """Whether a number in `text` may overflow a double (1.8e308): one with a 3-digit exponent,
+    or with 210 digits in a row (times a 2-digit exponent)."""
     return _EXPONENT.search(text) is not None or \
-        b"0" * 309 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_0)
+        b"0" * 210 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_0)
 
 
 def _normalize_token(match: re.Match[str]) -> str:

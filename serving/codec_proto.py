@@ -26,9 +26,9 @@ __all__ = ["MAX_TENSOR_BYTES", "ndarray_to_tensor_proto", "tensor_proto_to_ndarr
 
 MAX_RANK = 64  # numpy's limit on dimensions (TensorFlow allows 254)
 MAX_TENSOR_BYTES = 2**31 - 1
-"""The largest tensor decoded: what the largest gRPC message (INT32_MAX bytes, as in
-TensorFlow Serving) could carry in `tensor_content`. It stops a few bytes of shape with one
-typed value from asking for terabytes."""
+"""The largest tensor decoded (its non-zero dimensions, for empty ones): what the largest gRPC
+message (INT32_MAX bytes, as in TensorFlow Serving) could carry in `tensor_content`. It stops a
+few bytes of shape with one typed value from asking for terabytes."""
 
 # Typed fields of fixed-width values: their packed wire payload is the raw little-endian
 # array, so it is written with one MergeFromString instead of one append per value.
@@ -172,9 +172,10 @@ def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
     if any(size < 0 for size in shape):
         raise invalid_argument(f"Tensor shape has a negative dimension. Received: shape={shape}")
     size = math.prod(shape)
-    if size * dtype.itemsize > MAX_TENSOR_BYTES:
-        raise invalid_argument(f"A {dt.name} tensor of shape {list(shape)} would take more than "
-                               f"{MAX_TENSOR_BYTES} bytes")
+    # Zeros left out: numpy cannot shape even an empty array as [0, 2**62].
+    if math.prod(d for d in shape if d) * dtype.itemsize > MAX_TENSOR_BYTES:
+        raise invalid_argument(f"A {dt.name} tensor of shape {list(shape)} is too large: the "
+                               f"limit is {MAX_TENSOR_BYTES} bytes")
     if not proto.tensor_content:
         return _fit(_typed_values(proto, dt), size).reshape(shape)
     if dt is DT_STRING:

@@ -126,7 +126,7 @@ def _plain(x: Any) -> Any:
         return {"b64": base64.b64encode(x).decode("ascii")}
     if isinstance(x, np.ndarray | np.generic):
         return x.tolist()
-    raise TypeError(type(x).__name__)
+    return str(x)  # what JSON has no value for (a complex number): its text
 
 
 def render_json(x: Any) -> str:

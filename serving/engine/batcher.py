@@ -128,7 +128,7 @@ def pad_to_shape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
                                                                 strict=True)]
     if not any(after for _, after in widths):
         return array
-    fill = array.flat[0] if array.size else 0
+    fill = array.reshape(-1)[0] if array.size else 0
     return np.pad(array, widths, constant_values=fill) if array.dtype != object else \
         np.pad(array, widths, mode="edge")
 

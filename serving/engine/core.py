@@ -53,7 +53,8 @@ class ServerCore:
             self._config = config
             self._source.configure(config)
         added = [name for name in self.configured_models() if name not in before]
-        failures = self._manager.wait_until_available(added, timeout)
+        failures = self._manager.wait_until_available(
+            added, timeout, abandoned=lambda model: model not in self.configured_models())
         if failures:
             details = "".join(f"{{{reason}}}, " for reason in failures.values())
             raise ServingError(grpc.StatusCode.UNKNOWN,

@@ -186,22 +186,25 @@ class Manager:
                 return [replace(records[version])]
             return [replace(r) for _, r in sorted(records.items(), reverse=True)]
 
-    def wait_until_available(self, models: list[str], timeout: float | None = None
+    def wait_until_available(self, models: list[str], timeout: float | None = None,
+                             abandoned: Callable[[str], bool] = lambda model: False
                              ) -> dict[str, str]:
-        """Block until each model has an AVAILABLE version or all its aspired versions failed.
+        """Block until each model has an AVAILABLE version, all its aspired versions failed,
+        it is ``abandoned`` (e.g. a later config dropped it), or the manager stops.
 
         Returns:
-            The models that did not become available, with the reason.
+            The models that did not become available (and were not abandoned), with the reason.
         """
-        def settled() -> bool:
-            return all(self._available(m) or self._all_failed(m) for m in models)
+        def settled(model: str) -> bool:
+            return self._available(model) or self._all_failed(model) or abandoned(model)
         with self._lock:
-            self._lock.wait_for(settled, timeout)
+            self._lock.wait_for(lambda: self._stopping or all(settled(m) for m in models),
+                                timeout)
             return {m: "; ".join(f"{{name: {m} version: {r.version}}} due to error: "
                                  f"{r.error.code.name}: {r.error.message}"
                                  for r in self._records.get(m, {}).values() if r.failed)
                     or f"{{name: {m}}} no version loaded"
-                    for m in models if not self._available(m)}
+                    for m in models if not self._available(m) and not abandoned(m)}
 
     def _available(self, model: str) -> bool:
         return any(r.state == State.AVAILABLE for r in self._records.get(model, {}).values())

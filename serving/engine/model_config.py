@@ -70,6 +70,9 @@ def validate(config: ModelServerConfig) -> None:
             raise invalid_argument(f"Illegal to list model {model.name} multiple times in "
                                    "config list")
         seen.add(model.name)
+        if "\x00" in model.base_path or "\x00" in model.name:
+            raise invalid_argument(f"Model name and base path must not contain a NUL byte; got "
+                                   f"name={model.name!r} base_path={model.base_path!r}")
         if not _is_absolute(model.base_path):
             raise invalid_argument(f"Expected model {model.name} to have an absolute path or "
                                    f"URI; got base_path()={model.base_path}")

@@ -45,6 +45,9 @@ class ServerOptions:
     """Deadline of each REST request; DEADLINE_EXCEEDED (504) after it."""
     rest_api_enable_cors_support: bool = False
     """Add CORS headers to REST responses."""
+    rest_api_max_body_bytes: int = 1 << 30
+    """Largest REST request body (after gunzip); larger gets 413 before it is read or parsed
+    (not a TF Serving flag)."""
     model_name: str = "default"
     """Single-model mode: the model's name."""
     model_base_path: str = ""

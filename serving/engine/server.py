@@ -35,7 +35,6 @@ from serving.errors import ServingError
 
 log = logging.getLogger("serving")
 EXIT_START_FAILED = 255
-MAX_REST_BODY_BYTES = 1 << 30
 HEALTH_INTERVAL_S = 0.25
 
 
@@ -100,7 +99,8 @@ class EngineServer:
         grace = options.grace_period_seconds
         if options.rest_api_port and options.rest_api_port != options.port:
             context = tls.rest_ssl_context(ssl_config) if options.rest_api_enable_ssl else None
-            app = self.rest_api.app(MAX_REST_BODY_BYTES, with_admin=not options.admin_address)
+            app = self.rest_api.app(options.rest_api_max_body_bytes,
+                                    with_admin=not options.admin_address)
             runners.append(await rest.start(app, options.host, options.rest_api_port, grace,
                                             context))
             print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",

@@ -63,10 +63,11 @@ class FileSystemSource:
         for name, (base_path, version_policy) in models.items():
             try:
                 on_disk = complete_versions(base_path, self._prefer_tflite)
-            except OSError as e:
+            except (OSError, ValueError) as e:  # ValueError: a path the OS cannot take
                 self._on_error(name)
+                reason = getattr(e, "strerror", None) or str(e)
                 self._warn_once(name, f"Could not find base path {base_path} for servable "
-                                      f"{name} with error {e.strerror}; keeping what serves")
+                                      f"{name} with error {reason}; keeping what serves")
                 continue
             if not on_disk:
                 self._warn_once(name, f"No versions of servable {name} found under base path "
