@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -65,25 +67,33 @@ def test_up_starts_replicas_nginx_and_prometheus(topology):
     assert all(local._alive(p) for p in topology.processes)
 
 
-def test_rollouts_under_load_lose_no_request(topology):
-    results: dict = {}
-    loaders = [threading.Thread(target=load, args=(topology, protocol, 70, results))
-               for protocol in ("rest", "grpc")]
-    for loader in loaders:
-        loader.start()
-    time.sleep(2)
-    started = time.monotonic()
+def test_rollouts_under_locust_load_lose_no_request(topology, tmp_path):
+    """Constant Locust load over REST and gRPC through nginx (`servectl loadtest`) while the
+    model goes canary -> promote -> rollback: no request may fail."""
+    np.savez(tmp_path / "rows.npz", x=np.ones(16, np.float32), work=np.zeros(16, np.int32))
+    locust = subprocess.Popen([
+        sys.executable, "-m", "servectl.cli", "loadtest", "--model", "linear",
+        "--rest", f"http://127.0.0.1:{topology.rest_port}",
+        "--grpc", f"127.0.0.1:{topology.grpc_port}", "--users", "8", "--duration", "60s",
+        "--payload-npz", str(tmp_path / "rows.npz"), "--slo-error-rate", "0",
+        "--out", str(tmp_path / "load")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    time.sleep(8)  # Locust started and its users are running
+    started = time.time()
     assert "label canary -> 2" in rollout(topology, "linear", "--canary", "2")
     assert "label stable -> 2 (was 1)" in rollout(topology, "linear", "--promote")
     assert "label stable -> 1 (was 2)" in rollout(topology, "linear", "--rollback")
-    took = time.monotonic() - started
-    assert all(loader.is_alive() for loader in loaders), "the load ended before the rollouts"
-    for loader in loaders:
-        loader.join()
-    for protocol, result in results.items():
-        print(f"{protocol}: {result.requests} requests during {took:.1f}s of rollouts, "
-              f"{result.errors} failed, p99 {result.percentile(99):.2f} ms")
-        assert result.requests > 100 and result.errors == 0
+    finished = time.time()
+    output = locust.communicate(timeout=180)[0]
+    assert locust.returncode == 0, output
+    results = json.loads((tmp_path / "load" / "results.json").read_text())
+    level = results["levels"][0]
+    assert level["start"] <= started and finished <= level["end"], "load did not span it all"
+    for protocol, figures in results["overall"].items():
+        print(f"{protocol}: {figures['requests']} requests under Locust load spanning "
+              f"{finished - started:.1f}s of rollouts, {figures['errors']} failed, "
+              f"p99 {figures['p99_ms']:.2f} ms")
+        assert figures["requests"] > 100 and figures["errors"] == 0
     status = run_servectl("rollout", "status", "linear", "--state", topology.state_dir).stdout
     assert status.count("1:AVAILABLE") == 2 and "2:AVAILABLE" not in status
     assert "stable=1" in status
