@@ -13,7 +13,6 @@ import http.server
 import json
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -357,7 +356,6 @@ def wait_until_available(client, timeout: float = 60) -> None:
     raise TimeoutError(f"{HPT} not AVAILABLE after {timeout} s")
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_mutual_tls_on_both_wires(test_models, tmp_path):
     subprocess.run(["bash", "-ec", CERTIFICATES], cwd=tmp_path, check=True, capture_output=True)
     pem = {name: json.dumps((tmp_path / name).read_text()) for name in
