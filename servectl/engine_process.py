@@ -24,7 +24,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class EngineProcess:
+class LoopbackPorts:
+    """The addresses of an engine listening on 127.0.0.1 (``grpc_port``, ``rest_port``)."""
+
+    grpc_port: int
+    rest_port: int
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
+class EngineProcess(LoopbackPorts):
     """One ``servectl serve`` child process."""
 
     def __init__(self, *flags: str, grpc_port: int | None = None, rest_port: int | None = None):
@@ -37,14 +52,6 @@ class EngineProcess:
         """Where the engine's stdout and stderr go."""
         self._log = os.fdopen(fd, "w")
         self.process: subprocess.Popen | None = None
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, wait: str | None = "ready", timeout: float = 120) -> EngineProcess:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}

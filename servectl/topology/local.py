@@ -22,7 +22,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from servectl.engine_process import free_port
+from servectl.engine_process import LoopbackPorts, free_port
 from servectl.topology import nginx
 
 CONFIG_DIR = Path("serving/config")
@@ -46,17 +46,9 @@ class Process:
 
 
 @dataclass
-class Replica:
+class Replica(LoopbackPorts):
     grpc_port: int
     rest_port: int
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
 
 
 @dataclass

@@ -6,12 +6,9 @@ here knows about JSON, protobuf services or TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
-
-Entrypoint = Literal["REST", "GRPC"]
 
 
 @dataclass(frozen=True)
@@ -22,9 +19,6 @@ class ModelSpec:
     version: int | None = None
     label: str | None = None
     signature_name: str = ""
-
-    def describe(self) -> str:
-        return self.name if self.version is None else f"{self.name}/{self.version}"
 
 
 @dataclass
@@ -40,7 +34,6 @@ class PredictCall:
     inputs: dict[str, np.ndarray] | np.ndarray
     output_filter: tuple[str, ...] = ()
     json_row_format: bool | None = None
-    entrypoint: Entrypoint = "GRPC"
     deadline: float | None = None
 
 
@@ -88,8 +81,3 @@ class VersionStatus:
     error_code: str = "OK"
     error_message: str = ""
 
-
-@dataclass
-class ReloadOutcome:
-    error: Exception | None = None
-    metric_increases: dict[str, int] = field(default_factory=dict)

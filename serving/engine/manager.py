@@ -213,10 +213,6 @@ class Manager:
         aspired = [r for r in self._records.get(model, {}).values() if r.aspired]
         return bool(aspired) and all(r.failed for r in aspired)
 
-    def models(self) -> list[str]:
-        with self._lock:
-            return sorted(self._records)
-
     # ---- the worker ----
 
     def stop(self) -> None:

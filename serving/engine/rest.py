@@ -204,7 +204,7 @@ class RestApi:
         self._service.check_rest_signature(spec)
         request = codec.decode_predict_document(document)
         call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
-                           entrypoint="REST", deadline=self._deadline())
+                           deadline=self._deadline())
         result = await self._service.predict(call)
         return codec.encode_predict_json(result.outputs, request.row_format), result.served
 

@@ -171,6 +171,5 @@ def run(settings: EngineSettings) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _configure_tensorflow(settings.options)
-    loop_factory = None if os.environ.get("SERVING_LOOP") == "asyncio" else uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(EngineServer(settings).run())
