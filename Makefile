@@ -7,8 +7,13 @@ STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 
 DEBIAN_PACKAGES := prometheus nginx
+# The static policy scanner of the k8s manifests (tests/test_k8s.py). It pins its own dependency
+# tree, so it gets a venv of its own.
+CHECKOV_VENV    ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: install system-deps test lint demo clean
+.PHONY: install policy-tools system-deps test lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +22,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+policy-tools: $(CHECKOV_STAMP)
 
 # Real Prometheus and nginx processes are started by the tests: install the Debian packages when
 # they are missing and we are root; otherwise say what is missing (the tests that need them fail
@@ -33,8 +45,8 @@ system-deps:
 lint: install
 	$(BIN)/ruff check .
 
-test: install system-deps lint
-	$(BIN)/pytest -q
+test: install policy-tools system-deps lint
+	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(BIN)/pytest -q
 
 # Export two versions of the digits CNN with TFLite variants, serve them, query REST and gRPC,
 # publish a third version while serving, show the metrics (scripts/demo.sh).
@@ -42,4 +54,4 @@ demo: install
 	DEMO=$(DEMO) BIN=$(BIN) bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) $(DEMO) artifacts
+	rm -rf $(VENV) $(CHECKOV_VENV) $(DEMO) artifacts

@@ -435,3 +435,55 @@ def test_monitoring_queries_use_real_metrics_and_defined_rules(rendered):
     pods_metrics = [m["pods"]["metric"]["name"] for m in
                     _one(docs, "HorizontalPodAutoscaler")["spec"]["metrics"] if m["type"] == "Pods"]
     assert pods_metrics and set(pods_metrics) <= {a["name"]["as"] for a in adapter}
+
+
+# --- Static policy scan (checkov) --------------------------------------------------------------
+
+# checkov pins its own dependency tree, so `make test` installs it into a venv of its own.
+CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
+# A row of the accepted-findings table in k8s/README.md: | `CKV_K8S_43` | ... |
+_ACCEPTED_ROW = re.compile(r"^\| `(CKV2?_K8S_\d+)` \|", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def checkov_report(rendered, tmp_path_factory) -> dict[str, Any]:
+    """One checkov run over every rendered target, a file each: its JSON report."""
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: `make test` installs checkov in its own venv"
+    scanned = tmp_path_factory.mktemp("checkov")
+    for target, docs in rendered.items():
+        (scanned / f"{target}.yaml").write_text(yaml.safe_dump_all(docs))
+    result = subprocess.run(
+        [str(CHECKOV), "--directory", str(scanned), "--framework", "kubernetes",
+         "--skip-download", "--output", "json"],
+        capture_output=True, text=True, check=False, cwd=scanned,
+    )
+    # Exit status 1 means "failed checks", which the tests below report one by one.
+    assert result.returncode in (0, 1), f"checkov failed:\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout)
+    assert isinstance(report, dict) and report["check_type"] == "kubernetes", report
+    return report
+
+
+def test_checkov_scans_every_target(checkov_report, rendered):
+    summary = checkov_report["summary"]
+    assert summary["parsing_errors"] == 0, summary
+    passed = checkov_report["results"]["passed_checks"]
+    assert {Path(c["file_path"]).stem for c in passed} == set(rendered)
+    assert {c["check_id"] for c in passed} >= {"CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_28",
+                                                 "CKV_K8S_37", "CKV_K8S_40"}
+
+
+def test_checkov_finds_nothing(checkov_report):
+    failed = [
+        f"{c['check_id']} {c['check_name']}: {c['resource']} in {Path(c['file_path']).name}"
+        for c in checkov_report["results"]["failed_checks"]
+    ]
+    assert not failed, "fix these or accept them in k8s/README.md:\n" + "\n".join(failed)
+
+
+def test_checkov_suppressions_are_the_ones_justified_in_the_readme(checkov_report):
+    skipped = checkov_report["results"]["skipped_checks"]
+    assert all(c["check_result"].get("suppress_comment") for c in skipped)
+    accepted = set(_ACCEPTED_ROW.findall((K8S / "README.md").read_text()))
+    assert accepted, "k8s/README.md has no accepted-findings table"
+    assert {c["check_id"] for c in skipped} == accepted
