@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 import grpc
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from serving import codec, codec_examples
 from serving.engine import responses
@@ -234,9 +234,34 @@ class RestApi:
         return responses.status_json(responses.status_response(statuses))
 
 
+class MalformedRequestLog(logging.Filter):
+    """One warning line, not an error with a traceback, for a request aiohttp's parser refuses.
+
+    aiohttp answers such a request 400 itself and logs it as if the server had failed; it is
+    the client's error, and tracebacks in the log must mean a bug here.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, http_exceptions.HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a malformed HTTP request from %s: %s"
+            record.args = (peer, " ".join(str(error.message).split())[:200])
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _quiet_malformed_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestLog) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestLog())
+
+
 async def start(app: web.Application, host: str, port: int, grace_s: float,
                 ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Serve ``app`` on ``host:port`` (TLS with ``ssl_context``); returns the runner."""
+    _quiet_malformed_requests()
     # auto_decompress=False: RestApi._body gunzips as TensorFlow Serving does (gzip only).
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=grace_s, auto_decompress=False)

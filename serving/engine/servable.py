@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -54,7 +55,7 @@ class Servable:
         try:
             return self._runner(key, inputs, outputs)
         except tf.errors.OpError as e:
-            raise ServingError(_grpc_code(e.error_code), e.message) from None
+            raise ServingError(_grpc_code(e.error_code), op_error_message(e.message)) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
 
@@ -82,6 +83,29 @@ class Servable:
 
 def _closed(*_args) -> dict[str, np.ndarray]:
     raise ServingError(grpc.StatusCode.UNAVAILABLE, "servable was unloaded")
+
+
+# What TensorFlow's Python runtime wraps around a kernel's error: a "Graph execution error:" header
+# with, per failing node, where Python defined it (error_interpolation.py, atomic_function.py),
+# and the eager call's " [Op:__inference_...]" suffix.
+_PYTHON_CONTEXT_LINE = re.compile(
+    r"Graph execution error:|Detected at node .* \(most recent call last\):|"
+    r"<stack traces unavailable>|Node: '.*'|\s|$"
+)
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: \S*)?\s*\Z")
+
+
+def op_error_message(message: str) -> str:
+    """The kernel's own error, as TensorFlow Serving's C++ runtime reports it.
+
+    The Python wrapper names the server's source files, which clients must not see.
+    """
+    lines = message.split("\n")
+    if lines[0] == "Graph execution error:":
+        start = next((i for i, line in enumerate(lines) if not _PYTHON_CONTEXT_LINE.match(line)),
+                     len(lines))
+        lines = lines[start:]
+    return _OP_SUFFIX.sub("", "\n".join(lines)) or message
 
 
 def _grpc_code(tf_code: int) -> grpc.StatusCode:
