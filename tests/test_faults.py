@@ -87,6 +87,25 @@ def test_garbage_config_file_keeps_the_current_config_then_recovers(engine):
     wait_until(lambda: predict(server, 3.0, "/labels/stable")[1] == {"outputs": [6.0]})
 
 
+def test_config_edited_during_the_initial_load_is_applied(tmp_path):
+    """The initial load waits for a version; a label added to the file meanwhile must not be
+    taken for the config already applied."""
+    base = tmp_path / "linear"
+    base.mkdir()
+    config = tmp_path / "models.config"
+    config.write_text(models_config({"linear": base}))
+    server = EngineProcess(f"--model_config_file={config}",
+                           "--model_config_file_poll_wait_seconds=1",
+                           "--file_system_poll_wait_seconds=1").start(wait="live")
+    try:
+        config.write_text(models_config({"linear": base}, labels={"linear": {"stable": 1}}))
+        save_linear(base / "1", a=2.0, b=0.0)
+        server.wait_for("/readyz")
+        wait_until(lambda: predict(server, 3.0, "/labels/stable")[1] == {"outputs": [6.0]})
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def test_model_directory_gone_keeps_serving_and_recovers(engine, tmp_path):
     server, base, _ = engine
     moved = tmp_path / "moved-away"

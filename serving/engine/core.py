@@ -65,16 +65,18 @@ class ConfigFilePoller:
     """Re-reads ``--model_config_file`` every N seconds; a bad file is logged and ignored."""
 
     def __init__(self, core: ServerCore, path: str, interval_s: float,
+                 applied: model_config.ModelServerConfig,
                  on_error: Callable[[], None] = lambda: None):
+        """``applied`` is the config the server loaded at start. The file is compared with it,
+        not with what the file holds when polling starts, so an edit made during a long initial
+        load is applied and a broken one reported."""
         self._core, self._path, self._interval_s = core, Path(path), interval_s
-        self._on_error = on_error
+        self._applied, self._on_error = applied, on_error
         self._last_text: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="config-poller", daemon=True)
 
     def start(self) -> None:
-        """Poll from now on; the text read now is the one already applied."""
-        self._last_text = self._path.read_text()
         if self._interval_s > 0:
             self._thread.start()
 
@@ -82,11 +84,15 @@ class ConfigFilePoller:
         while not self._stop.wait(self._interval_s):
             try:
                 text = self._path.read_text()
-                if text != self._last_text:
-                    self._core.reload_config(model_config.parse_text(text))
-                    self._last_text = text
+                if text == self._last_text:
+                    continue
+                config = model_config.parse_text(text)
+                if config != self._applied:
+                    self._core.reload_config(config)
                     log.info("applied new model config from %s", self._path)
-            except (OSError, model_config.ConfigParseError, ServingError) as e:
+                self._applied, self._last_text = config, text
+            except (OSError, UnicodeDecodeError, model_config.ConfigParseError,
+                    ServingError) as e:
                 self._on_error()
                 log.error("keeping the current model config: %s", e)
 

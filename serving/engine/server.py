@@ -143,6 +143,7 @@ class EngineServer:
         if self.options.model_config_file:
             self.poller = ConfigFilePoller(self.core, self.options.model_config_file,
                                            self.options.model_config_file_poll_wait_seconds,
+                                           applied=self.model_config,
                                            on_error=self.metrics.config_reload_errors.inc)
             self.poller.start()
         log.info("all configured models are available")
