@@ -3,7 +3,8 @@
 TensorFlow's Python runtime wraps a kernel's error in "Graph execution error:" plus where each
 failing node was defined (server file names and lines); TensorFlow Serving's C++ runtime
 reports the kernel's message alone. The errors here are raised by real TensorFlow, both by a
-``tf.function`` (how SavedModels run) and by a TF1 session (the fallback runner).
+``tf.function`` (how SavedModels run), by a TF1 session (the fallback runner) and by the
+dataset iterator that reads warmup records.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
+from serving.engine import warmup
 from serving.engine.servable import op_error_message
+from serving.errors import ServingError
 
 KERNEL_MESSAGE = "Incompatible shapes: [3] vs. [2]"
 
@@ -53,3 +56,14 @@ def test_messages_without_the_wrapper_are_kept():
     assert op_error_message("Data types don't match.") == "Data types don't match."
     assert op_error_message("Input to reshape is a tensor with 3 values [Op:Reshape]") == \
         "Input to reshape is a tensor with 3 values"
+
+
+def test_warmup_read_errors_carry_the_kernel_message_only(tmp_path):
+    """A corrupt warmup file: TensorFlow's eager iterator tags its error as a wrapped function."""
+    records = tmp_path / warmup.WARMUP_PATH
+    records.parent.mkdir(parents=True)
+    records.write_bytes(b"not a TFRecord file" * 3)
+    with pytest.raises(ServingError) as caught:
+        warmup.read_records(tmp_path)
+    assert caught.value.message.startswith("corrupted record at 0"), caught.value.message
+    assert caught.value.message.endswith("Please verify your warmup data is in TFRecord format.")

@@ -87,12 +87,14 @@ def _closed(*_args) -> dict[str, np.ndarray]:
 
 # What TensorFlow's Python runtime wraps around a kernel's error: a "Graph execution error:" header
 # with, per failing node, where Python defined it (error_interpolation.py, atomic_function.py),
-# and the eager call's " [Op:__inference_...]" suffix.
+# the eager call's " [Op:__inference_...]" suffix, and the "{{function_node __wrapped__...}}" tag
+# of an eager op run as a function.
 _PYTHON_CONTEXT_LINE = re.compile(
     r"Graph execution error:|Detected at node .* \(most recent call last\):|"
     r"<stack traces unavailable>|Node: '.*'|\s|$"
 )
 _OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](?: name: \S*)?\s*\Z")
+_WRAPPED_OP_TAG = re.compile(r"\A\{\{function_node __wrapped__\S*\}\}\s*")
 
 
 def op_error_message(message: str) -> str:
@@ -105,7 +107,7 @@ def op_error_message(message: str) -> str:
         start = next((i for i, line in enumerate(lines) if not _PYTHON_CONTEXT_LINE.match(line)),
                      len(lines))
         lines = lines[start:]
-    return _OP_SUFFIX.sub("", "\n".join(lines)) or message
+    return _WRAPPED_OP_TAG.sub("", _OP_SUFFIX.sub("", "\n".join(lines))) or message
 
 
 def _grpc_code(tf_code: int) -> grpc.StatusCode:

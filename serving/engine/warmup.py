@@ -15,6 +15,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from serving.engine.servable import op_error_message
 from serving.errors import ServingError, invalid_argument
 
 WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -37,8 +38,8 @@ def read_records(version_dir: Path) -> list[prediction_log_pb2.PredictionLog]:
                                        f"({MAX_RECORDS}) at {path}")
             records.append(prediction_log_pb2.PredictionLog.FromString(raw.numpy()))
     except tf.errors.OpError as e:
-        raise ServingError(grpc.StatusCode.DATA_LOSS, f"{e.message}. Please verify your warmup "
-                           "data is in TFRecord format.") from None
+        raise ServingError(grpc.StatusCode.DATA_LOSS, f"{op_error_message(e.message)}. Please "
+                           "verify your warmup data is in TFRecord format.") from None
     except ValueError as e:  # protobuf DecodeError
         raise invalid_argument(f"Failed to parse warmup record: {e}") from None
     return records
