@@ -95,6 +95,11 @@ class ServingModule(tf.Module):
         if self._regressor:
             found[REGRESS_KEY] = tf.function(
                 self._regress, input_signature=examples).get_concrete_function()
+        # Track the tf.Variables the functions read, not only Keras 3's wrappers of them: the
+        # SavedModel's MetaGraph (what TensorFlow Serving runs in a session) restores exactly
+        # the tracked ones, and without this every read fails "Could not find variable".
+        self._serving_variables = list({id(v): v for f in found.values()
+                                        for v in f.variables}.values())
         return found
 
     def _predict(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -1,8 +1,12 @@
 """Classify, Regress and MultiInference over serialized ``tf.Example`` inputs, and warmup replay.
 
-Signature rules and messages follow ``servables/tensorflow/classifier.cc``, ``regressor.cc`` and
-``multi_inference.cc``: one DT_STRING input named ``inputs``; classify reads ``classes`` and/or
-``scores``, regress reads ``outputs`` shaped ``[batch]`` or ``[batch, 1]``.
+As TensorFlow Serving runs them (``servables/tensorflow/classifier.cc``, ``regressor.cc``,
+``multi_inference.cc``): a signature is checked once (``PreProcess*``), which names one input
+tensor and the output tensors to fetch; the serialized examples are fed to that tensor and the
+outputs are checked and read by tensor name (``PostProcess*``). MultiInference feeds the same
+examples to each task's own input tensor in one run and fetches the union of their outputs, so
+TF2 SavedModels (one input tensor per signature) work as well as TF1 graphs (one shared input).
+Method names are checked only with ``--enable_signature_method_name_check``, as in TF Serving.
 """
 
 from __future__ import annotations
@@ -10,131 +14,188 @@ from __future__ import annotations
 import grpc
 import numpy as np
 from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving import codec
 from serving.engine.calls import ModelSpec
 from serving.engine.examples import serialized_examples
 from serving.engine.servable import Servable
-from serving.engine.signature import DEFAULT_SIGNATURE, SignatureInfo
+from serving.engine.signature import DEFAULT_SIGNATURE
 from serving.errors import ServingError, invalid_argument
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 EXAMPLES_INPUT = "inputs"
+Outputs = dict[str, np.ndarray]
+"""Fetched tensors by tensor name."""
 
 
-def _signature(servable: Servable, name: str) -> SignatureInfo:
+def _debug_string(signature: meta_graph_pb2.SignatureDef) -> str:
+    """``SignatureDef::DebugString()``, which TensorFlow Serving quotes in these errors."""
+    return text_format.MessageToString(signature)
+
+
+def _shape(value: np.ndarray) -> str:
+    """``TensorShape::DebugString()``."""
+    return "[" + ",".join(str(d) for d in value.shape) + "]"
+
+
+def _dtype_name(value: np.ndarray) -> str:
+    return "DT_" + codec.dtype_of_array(value).name.upper()
+
+
+def _signature_def(servable: Servable, name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
     key = name or DEFAULT_SIGNATURE
     if key not in servable.signatures:
         raise invalid_argument(f"No signature was found with the name: {key}")
-    signature = servable.signatures[key]
-    if len(signature.inputs) != 1:
-        raise invalid_argument("Expected one input Tensor.")
-    return signature
+    return key, servable.signature_defs[key]
 
 
-def _debug_string(servable: Servable, key: str) -> str:
-    """``SignatureDef::DebugString()``, which TensorFlow Serving quotes in these errors."""
-    return text_format.MessageToString(servable.signature_defs[key])
-
-
-def _check_examples_input(servable: Servable, signature: SignatureInfo, kind: str) -> None:
-    """The one input must be named ``inputs`` (``kClassifyInputs`` / ``kRegressInputs``)."""
+def _input_tensor(signature: meta_graph_pb2.SignatureDef, kind: str) -> str:
     if EXAMPLES_INPUT not in signature.inputs:
         raise invalid_argument(f"No {kind} inputs found in SignatureDef: "
-                               f"{_debug_string(servable, signature.key)}")
+                               f"{_debug_string(signature)}")
+    return signature.inputs[EXAMPLES_INPUT].name
+
+
+def _check_method(signature: meta_graph_pb2.SignatureDef, kind: str, method: str,
+                  check: bool) -> None:
+    if check and signature.method_name != method:
+        raise invalid_argument(f"Expected {kind} signature method_name to be {method}. Was: "
+                               f"{signature.method_name}")
 
 
 class ClassifyJob:
-    """A classification signature of one servable, checked once, run on examples."""
+    """A classification signature, checked as ``PreProcessClassification`` checks it."""
 
-    def __init__(self, servable: Servable, signature_name: str):
+    def __init__(self, servable: Servable, signature_name: str, check_method: bool = False):
         self.servable = servable
-        self.signature = _signature(servable, signature_name)
-        if len(self.signature.outputs) not in (1, 2):
-            raise invalid_argument("Expected one or two output Tensors, found "
-                                   f"{len(self.signature.outputs)}")
-        _check_examples_input(servable, self.signature, "classification")
-        self.outputs = [o for o in ("classes", "scores") if o in self.signature.outputs]
-        if not self.outputs:
-            raise invalid_argument("Expected classification signature outputs to contain at "
+        self.key, sig = _signature_def(servable, signature_name)
+        _check_method(sig, "classification", CLASSIFY_METHOD, check_method)
+        if len(sig.inputs) != 1:
+            raise invalid_argument("Expected one input Tensor.")
+        if len(sig.outputs) not in (1, 2):
+            raise invalid_argument(f"Expected one or two output Tensors, found "
+                                   f"{len(sig.outputs)}")
+        self.input_tensor = _input_tensor(sig, "classification")
+        self._classes = sig.outputs["classes"].name if "classes" in sig.outputs else None
+        self._scores = sig.outputs["scores"].name if "scores" in sig.outputs else None
+        if self._classes is None and self._scores is None:
+            raise invalid_argument('Expected classification signature outputs to contain at '
                                    'least one of "classes" or "scores". Signature was: '
-                                   f"{_debug_string(servable, self.signature.key)}")
+                                   f"{_debug_string(sig)}")
+        self.output_tensors = [t for t in (self._classes, self._scores) if t is not None]
+
+    def result(self, examples: int, outputs: Outputs
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(classes, scores)``, checked as ``PostProcessClassificationResult`` checks them."""
+        classes = outputs[self._classes] if self._classes else None
+        scores = outputs[self._scores] if self._scores else None
+        for name, value, dtype in (("classes", classes, "DT_STRING"),
+                                   ("scores", scores, "DT_FLOAT")):
+            if value is None:
+                continue
+            if value.ndim != 2:
+                raise invalid_argument("Expected Tensor shape: [batch_size num_classes] but got "
+                                       f"{_shape(value)}")
+            if _dtype_name(value) != dtype:
+                raise invalid_argument(f"Expected {name} Tensor of {dtype}. Got: "
+                                       f"{_dtype_name(value)}")
+            if len(value) != examples:
+                raise invalid_argument(f"Expected {name} output batch size of {examples}. Got: "
+                                       f"{len(value)}")
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise invalid_argument("Tensors class and score should match in dim_size(1). Got "
+                                   f"{classes.shape[1]} vs. {scores.shape[1]}")
+        return classes, scores
 
     def run(self, examples: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        (alias,) = self.signature.inputs
-        out = self.servable.run(self.signature.key, {alias: examples}, self.outputs)
-        classes, scores = out.get("classes"), out.get("scores")
-        for name, value in (("classes", classes), ("scores", scores)):
-            if value is not None and (value.ndim != 2 or len(value) != len(examples)):
-                raise invalid_argument(f"Expected Tensor shape: [{len(examples)},?] but got "
-                                       f"{list(value.shape)} for output {name}")
-        return classes, None if scores is None else scores.astype(np.float32)
+        values = self.servable.run_tensors({self.input_tensor: examples}, self.output_tensors)
+        return self.result(len(examples), dict(zip(self.output_tensors, values, strict=True)))
 
 
 class RegressJob:
-    """A regression signature of one servable, checked once, run on examples."""
+    """A regression signature, checked as ``PreProcessRegression`` checks it."""
 
-    def __init__(self, servable: Servable, signature_name: str):
+    def __init__(self, servable: Servable, signature_name: str, check_method: bool = False):
         self.servable = servable
-        self.signature = _signature(servable, signature_name)
-        if len(self.signature.outputs) != 1:
+        self.key, sig = _signature_def(servable, signature_name)
+        _check_method(sig, "regression", REGRESS_METHOD, check_method)
+        if len(sig.inputs) != 1:
+            raise invalid_argument("Expected one input Tensor.")
+        if len(sig.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
-        _check_examples_input(servable, self.signature, "regression")
-        if "outputs" not in self.signature.outputs:
+        self.input_tensor = _input_tensor(sig, "regression")
+        if "outputs" not in sig.outputs:
             raise invalid_argument("No regression outputs found in SignatureDef: "
-                                   f"{_debug_string(servable, self.signature.key)}")
+                                   f"{_debug_string(sig)}")
+        self.output_tensors = [sig.outputs["outputs"].name]
+
+    def result(self, examples: int, outputs: Outputs) -> np.ndarray:
+        """One value per example, checked as ``PostProcessRegressionResult`` checks them."""
+        values = outputs[self.output_tensors[0]]
+        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+            raise invalid_argument("Expected output Tensor shape to be either [batch_size] or "
+                                   f"[batch_size, 1] but got {_shape(values)}")
+        if len(values) != examples:
+            raise invalid_argument("Input batch size did not match output batch size: "
+                                   f"{examples} vs. {len(values)}")
+        if _dtype_name(values) != "DT_FLOAT":
+            raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: "
+                                   f"{_dtype_name(values)}")
+        return values.reshape(-1)
 
     def run(self, examples: np.ndarray) -> np.ndarray:
-        (alias,) = self.signature.inputs
-        values = self.servable.run(self.signature.key, {alias: examples}, ["outputs"])["outputs"]
-        if values.shape not in ((len(examples),), (len(examples), 1)):
-            raise invalid_argument("Expected output Tensor shape to be either [batch_size] or "
-                                   f"[batch_size, 1] but got {list(values.shape)}")
-        return values.reshape(-1).astype(np.float32)
+        values = self.servable.run_tensors({self.input_tensor: examples}, self.output_tensors)
+        return self.result(len(examples), dict(zip(self.output_tensors, values, strict=True)))
 
 
-def job_for_method(servable: Servable, signature_name: str,
-                   method: str) -> ClassifyJob | RegressJob:
+Job = ClassifyJob | RegressJob
+
+
+def job_for_method(servable: Servable, signature_name: str, method: str,
+                   check_method: bool = False) -> Job:
     if method == CLASSIFY_METHOD:
-        return ClassifyJob(servable, signature_name)
+        return ClassifyJob(servable, signature_name, check_method)
     if method == REGRESS_METHOD:
-        return RegressJob(servable, signature_name)
+        return RegressJob(servable, signature_name, check_method)
     raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                        f"Unsupported signature method_name: {method}")
 
 
-def check_multi_inference(specs: list[tuple[ModelSpec, str]]) -> None:
-    """The request-level checks of ``multi_inference.cc``."""
-    if not specs:
-        raise invalid_argument("MultiInferenceRequest must have at least one task.")
-    names = {spec.name for spec, _ in specs}
-    if "" in names:
-        raise invalid_argument("Found ModelSpec with an empty model name.")
-    if len(names) > 1:
-        raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same "
-                               "model name.")
-    seen: set[str] = set()
-    for spec, _ in specs:
-        key = spec.signature_name or DEFAULT_SIGNATURE
-        if key in seen:
-            raise invalid_argument(f"Duplicate evaluation of signature: {key}")
-        seen.add(key)
+class MultiInferenceJob:
+    """The tasks of one MultiInferenceRequest, checked task by task as ``multi_inference.cc``
+    does, run as one computation."""
 
+    def __init__(self, servable: Servable, specs: list[tuple[ModelSpec, str]],
+                 check_method: bool = False):
+        self.servable = servable
+        self.jobs: list[Job] = []
+        model, seen = "", set()
+        for spec, method in specs:
+            if not spec.name:
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if model and spec.name != model:
+                raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access "
+                                       "the same model name.")
+            model = spec.name
+            key = spec.signature_name or DEFAULT_SIGNATURE
+            if key in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {key}")
+            seen.add(key)
+            if key not in servable.signatures:
+                raise invalid_argument(f"Requested signature not found in model graph: {key}")
+            self.jobs.append(job_for_method(servable, key, method, check_method))
+        self._inputs = sorted({job.input_tensor for job in self.jobs})
+        self._outputs = sorted({t for job in self.jobs for t in job.output_tensors})
 
-def multi_inference_jobs(servable: Servable, specs: list[tuple[ModelSpec, str]]
-                         ) -> list[ClassifyJob | RegressJob]:
-    """One job per task; all tasks must read the same input tensor (one Session run in TF)."""
-    for spec, _ in specs:
-        key = spec.signature_name or DEFAULT_SIGNATURE
-        if key not in servable.signatures:
-            raise invalid_argument(f"Requested signature not found in model graph: {key}")
-    jobs = [job_for_method(servable, spec.signature_name, method) for spec, method in specs]
-    tensors = {info.name for job in jobs for info in job.signature.inputs.values()}
-    if len(tensors) > 1:
-        raise invalid_argument("Input tensor must be the same for all Signatures.")
-    return jobs
+    def run(self, examples: np.ndarray) -> list:
+        """Each task's result, in task order."""
+        values = self.servable.run_tensors({name: examples for name in self._inputs},
+                                           self._outputs)
+        outputs = dict(zip(self._outputs, values, strict=True))
+        return [job.result(len(examples), outputs) for job in self.jobs]
 
 
 def replay_record(servable: Servable, record: prediction_log_pb2.PredictionLog) -> None:
@@ -151,9 +212,7 @@ def replay_record(servable: Servable, record: prediction_log_pb2.PredictionLog) 
         request = record.multi_inference_log.request
         specs = [(ModelSpec(servable.name, signature_name=t.model_spec.signature_name),
                   t.method_name) for t in request.tasks]
-        examples = serialized_examples(request.input)
-        for job in multi_inference_jobs(servable, specs):
-            job.run(examples)
+        MultiInferenceJob(servable, specs).run(serialized_examples(request.input))
         return
     request = getattr(record, kind).request
     job = (ClassifyJob if kind == "classify_log" else RegressJob)(

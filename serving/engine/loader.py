@@ -35,7 +35,8 @@ def make_loader(options: ServerOptions, metrics: Metrics) -> Loader:
         started = time.monotonic()
         try:
             if options.prefer_tflite_model and (path / TFLITE_FILE).exists():
-                servable = load_tflite(name, version, path)
+                servable = load_tflite(name, version, path, options.num_tflite_pools
+                                       * options.num_tflite_interpreters_per_pool)
             else:
                 servable = load_saved_model(name, version, path, options.tags, config)
         except Exception:

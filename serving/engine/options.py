@@ -68,6 +68,12 @@ class ServerOptions:
     """Let a new label point at a version that is not loaded yet."""
     prefer_tflite_model: bool = False
     """Serve model.tflite from a version directory when it has one."""
+    num_tflite_interpreters_per_pool: int = 1
+    """TFLite interpreters per pool: how many requests one TFLite version runs at once."""
+    num_tflite_pools: int = 1
+    """TFLite interpreter pools (the engine multiplies both into one pool of interpreters)."""
+    enable_signature_method_name_check: bool = False
+    """Refuse Classify/Regress (and Predict) on a signature whose method_name is not theirs."""
     grpc_channel_arguments: str = ""
     """gRPC server arguments, ``key=value,key=value``."""
     enable_model_warmup: bool = True

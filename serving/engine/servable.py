@@ -1,11 +1,13 @@
-"""A loaded model version: run a signature on numpy inputs, and pin it while a request uses it.
+"""A loaded model version: run it by tensor name, and pin it while a request uses it.
 
-Three runners share one interface:
+TensorFlow Serving runs every SavedModel as a session (``SavedModelBundle``): requests feed the
+signature's input tensors by name and fetch its output tensors by name. A placeholder's declared
+shape is not enforced at feed time, only what the graph cannot compute fails, with the kernel's
+own error; only the fetched outputs are computed. Both runtimes here keep those semantics:
 
-* SavedModels run the signature's concrete function (``tf.saved_model.load``);
-* SavedModels that the TF2 loader cannot load (some TF1-era graphs) run through a TF1 session by
-  tensor name, the way TensorFlow Serving runs every SavedModel;
-* ``model.tflite`` (with ``--prefer_tflite_model``) runs in a small pool of TFLite interpreters.
+* SavedModels (TF1 graphs and TF2 ``tf.saved_model.save`` alike) load into a TF1 session, whose
+  ``Session::Run`` is called directly (Python's ``Session.run`` would add a shape check);
+* ``model.tflite`` (with ``--prefer_tflite_model``) runs in :class:`TfLiteSession`.
 
 Guarantee: ``run`` is thread-safe and never touches the event loop; callers hold a pin
 (:meth:`Servable.try_pin`) for one request only, and :meth:`Servable.close` waits for pins to
@@ -15,12 +17,11 @@ drain, so a request in flight always completes on the version it started on.
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import numpy as np
@@ -28,36 +29,51 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.engine import signature as sig_lib
+from serving.engine.tflite_session import TfLiteSession
 from serving.errors import ServingError, invalid_argument
 
 log = logging.getLogger(__name__)
 Arrays = Mapping[str, np.ndarray]
-Runner = Callable[[str, Arrays, list[str]], dict[str, np.ndarray]]
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
+
+
+class Session(Protocol):
+    """What a servable runs on: TensorFlow's ``Session::Run`` contract."""
+
+    def run(self, feeds: Arrays, fetches: Sequence[str]) -> list[np.ndarray]: ...
 
 
 class Servable:
     """One version of one model, ready to serve."""
 
     def __init__(self, name: str, version: int, path: Path, kind: str,
-                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef], runner: Runner):
+                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef], session: Session):
         self.name, self.version, self.path, self.kind = name, version, path, kind
+        """``kind``: the runtime label of TensorFlow Serving's metrics, ``TF1`` or ``TFLite``."""
         self.signature_defs = dict(signature_defs)
         self.signatures = sig_lib.from_signature_defs(self.signature_defs)
-        self._runner = runner
+        self._session: Session = session
         self._pins = 0
         self._closing = False
         self._drained = threading.Condition()
 
-    def run(self, key: str, inputs: Arrays, outputs: list[str]) -> dict[str, np.ndarray]:
-        """Run signature ``key``; TensorFlow's errors come back as ServingError."""
+    def run_tensors(self, feeds: Arrays, fetches: Sequence[str]) -> list[np.ndarray]:
+        """Feed tensors by name, fetch tensors by name; TensorFlow's errors as ServingError."""
         try:
-            return self._runner(key, inputs, outputs)
+            return self._session.run(feeds, fetches)
         except tf.errors.OpError as e:
             raise ServingError(_grpc_code(e.error_code), op_error_message(e.message)) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
+
+    def run(self, key: str, inputs: Arrays, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run signature ``key``: inputs and outputs by alias, fed and fetched by tensor name
+        (inputs in alias order, which numbers TensorFlow's ``arg[i]`` in its dtype errors)."""
+        signature = self.signature_defs[key]
+        feeds = {signature.inputs[alias].name: inputs[alias] for alias in sorted(inputs)}
+        values = self.run_tensors(feeds, [signature.outputs[o].name for o in outputs])
+        return dict(zip(outputs, values, strict=True))
 
     def try_pin(self) -> bool:
         """Hold the servable for one request; False once it is being unloaded."""
@@ -78,11 +94,12 @@ class Servable:
         with self._drained:
             self._closing = True
             self._drained.wait_for(lambda: self._pins == 0, timeout)
-        self._runner = _closed
+        self._session = _Unloaded()
 
 
-def _closed(*_args) -> dict[str, np.ndarray]:
-    raise ServingError(grpc.StatusCode.UNAVAILABLE, "servable was unloaded")
+class _Unloaded:
+    def run(self, feeds: Arrays, fetches: Sequence[str]) -> list[np.ndarray]:
+        raise ServingError(grpc.StatusCode.UNAVAILABLE, "servable was unloaded")
 
 
 # What TensorFlow's Python runtime wraps around a kernel's error: a "Graph execution error:" header
@@ -126,83 +143,42 @@ def read_signature_defs(path: Path, tags: set[str]) -> dict[str, meta_graph_pb2.
                        f"{' '.join(sorted(tags))} }}. Available tags: {found}")
 
 
-def _function_runner(loaded) -> Runner:
-    functions = dict(loaded.signatures)
+class GraphSession:
+    """A SavedModel's MetaGraph in a TF1 session, run by tensor name like ``SavedModelBundle``."""
 
-    def run(key: str, inputs: Arrays, outputs: list[str]) -> dict[str, np.ndarray]:
-        result = functions[key](**inputs)
-        return {name: result[name].numpy() for name in outputs}
-    return run
+    def __init__(self, path: Path, tags: set[str], config: tf.compat.v1.ConfigProto):
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+        with self._graph.as_default():
+            tf.compat.v1.saved_model.loader.load(self._session, sorted(tags), str(path))
+        self._endpoints: dict[str, object] = {}
 
+    def _endpoint(self, name: str):
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            try:
+                endpoint = self._graph.get_tensor_by_name(name)._as_tf_output()  # noqa: SLF001
+            except (KeyError, ValueError):
+                raise invalid_argument(f"Tensor {name}, specified in either feed_devices or "
+                                       "fetch_devices was not found in the Graph") from None
+            self._endpoints[name] = endpoint
+        return endpoint
 
-def _session_runner(path: Path, tags: set[str], config: tf.compat.v1.ConfigProto,
-                    defs: Mapping[str, meta_graph_pb2.SignatureDef]) -> Runner:
-    graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph, config=config)
-    with graph.as_default():
-        tf.compat.v1.saved_model.loader.load(session, list(tags), str(path))
-
-    def run(key: str, inputs: Arrays, outputs: list[str]) -> dict[str, np.ndarray]:
-        signature = defs[key]
-        feeds = {signature.inputs[a].name: v for a, v in inputs.items()}
-        return session.run({o: signature.outputs[o].name for o in outputs}, feeds)
-    return run
+    def run(self, feeds: Arrays, fetches: Sequence[str]) -> list[np.ndarray]:
+        # TensorFlow's C++ Session::Run, without Python's feed-shape check (TF Serving has none).
+        return self._session._call_tf_sessionrun(  # noqa: SLF001
+            None, {self._endpoint(n): v for n, v in feeds.items()},
+            [self._endpoint(n) for n in fetches], [], None)
 
 
 def load_saved_model(name: str, version: int, path: Path, tags: set[str],
-                     session_config: tf.compat.v1.ConfigProto, session: bool = False
-                     ) -> Servable:
-    """Load a SavedModel version: TF2 loader first, a TF1 session if that fails.
-
-    Args:
-        session: skip the TF2 loader and run signatures in a TF1 session by tensor name, the way
-            TensorFlow Serving runs every SavedModel.
-    """
+                     session_config: tf.compat.v1.ConfigProto) -> Servable:
+    """Load a SavedModel version into a session, as TensorFlow Serving does."""
     defs = read_signature_defs(path, tags)
-    if not session:
-        try:
-            loaded = tf.saved_model.load(str(path), tags=sorted(tags))
-            missing = set(sig_lib.from_signature_defs(defs)) - set(loaded.signatures)
-            if missing:
-                raise ValueError(f"signatures {sorted(missing)} are not callable")
-            return Servable(name, version, path, "TF2", defs, _function_runner(loaded))
-        except Exception as e:  # noqa: BLE001 - any TF2 loader failure means: try a session
-            log.info("%s/%s: the TF2 loader failed (%s); running it in a TF1 session", name,
-                     version, e)
-    return Servable(name, version, path, "TF1", defs,
-                    _session_runner(path, tags, session_config, defs))
-
-
-def _tflite_signature_defs(interpreter) -> dict[str, meta_graph_pb2.SignatureDef]:
-    defs = {}
-    for key in interpreter.get_signature_list():
-        runner = interpreter.get_signature_runner(key)
-        sig = meta_graph_pb2.SignatureDef(method_name=sig_lib.PREDICT_METHOD)
-        for target, details in ((sig.inputs, runner.get_input_details()),
-                                (sig.outputs, runner.get_output_details())):
-            for alias, d in details.items():
-                info = target[alias]
-                info.name = d["name"]
-                info.dtype = tf.as_dtype(d["dtype"]).as_datatype_enum
-                for size in d["shape_signature"]:
-                    info.tensor_shape.dim.add(size=int(size))
-        defs[key] = sig
-    return defs
+    return Servable(name, version, path, "TF1", defs, GraphSession(path, tags, session_config))
 
 
 def load_tflite(name: str, version: int, path: Path, pool_size: int = 2) -> Servable:
     """Load ``model.tflite`` into ``pool_size`` interpreters (one request each at a time)."""
-    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-    pool: queue.Queue = queue.Queue()
-    for _ in range(pool_size):
-        pool.put(tf.lite.Interpreter(model_path=str(path / TFLITE_FILE)))
-    defs = _tflite_signature_defs(pool.queue[0])
-
-    def run(key: str, inputs: Arrays, outputs: list[str]) -> dict[str, np.ndarray]:
-        interpreter = pool.get()
-        try:
-            result = interpreter.get_signature_runner(key)(**inputs)
-            return {o: np.array(result[o]) for o in outputs}
-        finally:
-            pool.put(interpreter)
-    return Servable(name, version, path, "TFLite", defs, run)
+    session = TfLiteSession((path / TFLITE_FILE).read_bytes(), pool_size)
+    return Servable(name, version, path, "TFLite", session.signature_defs, session)

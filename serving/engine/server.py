@@ -68,7 +68,8 @@ class EngineServer:
         self.core = ServerCore(self.manager, self.source,
                                options.allow_version_labels_for_unavailable_models)
         self.service = PredictionService(self.manager, self.executor,
-                                         self.core.configured_models, self.metrics, self.batcher)
+                                         self.core.configured_models, self.metrics, self.batcher,
+                                         options.enable_signature_method_name_check)
         self.metrics.refreshers.append(self._refresh_gauges)
         self.health = grpc_api.HealthReporter(self.service)
         self.rest_api = rest.RestApi(self.service, options.rest_api_timeout_in_ms,

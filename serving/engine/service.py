@@ -33,10 +33,11 @@ from serving.engine.examples import serialized_examples
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
-from serving.engine.signature import DEFAULT_SIGNATURE, SignatureInfo, shape_matches
+from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, SignatureInfo
 from serving.errors import ServingError, invalid_argument
 
 Inputs = dict[str, np.ndarray]
+PREDICT_METHODS = (PREDICT_METHOD, inference.CLASSIFY_METHOD, inference.REGRESS_METHOD)
 
 
 def _signature(servable: Servable, name: str, rest: bool) -> SignatureInfo:
@@ -61,33 +62,32 @@ def _braces(names) -> str:
     return "{" + ",".join(sorted(names)) + "}"
 
 
-def _check_grpc_inputs(signature: SignatureInfo, inputs: Inputs) -> None:
-    """Input names and dtypes of a gRPC request, as ``predict_util.cc`` checks them."""
+def _grpc_inputs(servable: Servable, signature: SignatureInfo, inputs: Inputs) -> Inputs:
+    """The inputs to feed for a gRPC request, checked as ``predict_util.cc`` checks them:
+    input count, then each alias (a missing one takes the signature's default, as
+    ``saved_model::GetInputValues`` does), then dtypes in TensorFlow's words."""
+    defaults = servable.signature_defs[signature.key].defaults
     sent, expected = set(inputs), set(signature.inputs)
-    if len(sent) != len(expected):
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not defaults):
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({_braces(sent)}) != len({_braces(expected)}). Sent extra: "
             f"{_braces(sent - expected)}. Missing but required: {_braces(expected - sent)}.")
-    for alias in sorted(expected - sent):  # same count, other names (TF's GetInputValues)
-        raise invalid_argument(
-            f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not "
-            f"found in request and no default value provided. Inputs expected to be in the "
-            f"request {_braces(sent)}, or default input alias set: ")
+    feeds = dict(inputs)
+    for alias in sorted(expected - sent):
+        if alias not in defaults:
+            raise invalid_argument(
+                f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not "
+                f"found in request and no default value provided. Inputs expected to be in the "
+                f"request {_braces(sent)}, or default input alias set: "
+                f"{_braces(defaults)[1:-1]}")
+        feeds[alias] = codec.tensor_proto_to_ndarray(defaults[alias])
     for index, (alias, info) in enumerate(sorted(signature.inputs.items())):
-        got = codec.dtype_of_array(inputs[alias])
+        got = codec.dtype_of_array(feeds[alias])
         if got.enum != info.dtype.enum:
             raise invalid_argument(f"Expects arg[{index}] to be {info.dtype.name} but "
                                    f"{got.name} is provided")
-
-
-def _check_shapes(signature: SignatureInfo, inputs: Inputs) -> None:
-    for alias, info in signature.inputs.items():
-        shape = np.shape(inputs[alias])
-        if not shape_matches(shape, info.shape):
-            expected = "?" if info.shape is None else [-1 if d is None else d for d in info.shape]
-            raise invalid_argument(f"input '{alias}' has shape {list(shape)} but the signature "
-                                   f"'{signature.key}' expects {expected}")
+    return {alias: feeds[alias] for alias in expected}
 
 
 def _output_names(signature: SignatureInfo, output_filter: tuple[str, ...]) -> list[str]:
@@ -110,8 +110,10 @@ class PredictionService:
 
     def __init__(self, manager: Manager, executor: Executor,
                  configured_models: Callable[[], list[str]], metrics: Metrics,
-                 batcher: BatchScheduler | None = None):
+                 batcher: BatchScheduler | None = None, check_method_names: bool = False):
         self._manager = manager
+        self._check_methods = check_method_names
+        """``--enable_signature_method_name_check``."""
         self._executor = executor
         self._configured_models = configured_models
         self.metrics = metrics
@@ -119,14 +121,17 @@ class PredictionService:
         self.starting = True
         """True until the initial config has loaded; the server clears it."""
 
-    def _handle(self, spec: ModelSpec):
-        """The manager's pinned handle. While the server is still starting, a configured model
-        with nothing loaded yet is UNAVAILABLE (retry), as a closed port would be for
-        ``tensorflow_model_server``, rather than NOT_FOUND."""
-        if self.starting and not self._manager.snapshot().models.get(spec.name) and \
-                spec.name in self._configured_models():
+    def _refuse_while_starting(self) -> None:
+        """Until the initial load is done every model name is UNAVAILABLE (retry):
+        ``tensorflow_model_server`` opens no port until then, so none of its clients can meet
+        NOT_FOUND, or a model still loading, before the server is ready."""
+        if self.starting:
             raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                               f"The server is starting: {spec.name} is still loading")
+                               "The server is starting: the initial model load is not done")
+
+    def _handle(self, spec: ModelSpec):
+        """The manager's pinned handle."""
+        self._refuse_while_starting()
         return self._manager.handle(spec.name, spec.version, spec.label)
 
     async def _await(self, future, deadline: float | None):
@@ -162,9 +167,11 @@ class PredictionService:
                                            call.json_row_format)
             else:
                 signature = _signature(servable, spec.signature_name, rest=False)
-                inputs = call.inputs
-                _check_grpc_inputs(signature, inputs)
-            _check_shapes(signature, inputs)
+                inputs = _grpc_inputs(servable, signature, call.inputs)
+            if self._check_methods and signature.method_name not in PREDICT_METHODS:
+                raise ServingError(grpc.StatusCode.INTERNAL, (
+                    "Expected prediction signature method_name to be one of {"
+                    f"{', '.join(PREDICT_METHODS)}}}. Was: {signature.method_name}"))
             outputs = _output_names(signature, call.output_filter)
             result = await self._predict_outputs(servable, signature, inputs, outputs,
                                                  call.deadline)
@@ -184,37 +191,34 @@ class PredictionService:
                        deadline: float | None = None) -> ClassifyResult:
         """Classify; the model and signature are resolved before the examples are read."""
         with self._handle(spec) as servable:
-            job = inference.ClassifyJob(servable, spec.signature_name)
+            job = inference.ClassifyJob(servable, spec.signature_name, self._check_methods)
             classes, scores = await self._run(servable, "Classify", job.run,
                                               serialized_examples(model_input),
                                               deadline=deadline)
-            return ClassifyResult(Served(spec.name, servable.version, job.signature.key),
-                                  classes, scores)
+            return ClassifyResult(Served(spec.name, servable.version, job.key), classes, scores)
 
     async def regress(self, spec: ModelSpec, model_input: input_pb2.Input,
                       deadline: float | None = None) -> RegressResult:
         """Regress; the model and signature are resolved before the examples are read."""
         with self._handle(spec) as servable:
-            job = inference.RegressJob(servable, spec.signature_name)
+            job = inference.RegressJob(servable, spec.signature_name, self._check_methods)
             values = await self._run(servable, "Regress", job.run,
                                      serialized_examples(model_input), deadline=deadline)
-            return RegressResult(Served(spec.name, servable.version, job.signature.key), values)
+            return RegressResult(Served(spec.name, servable.version, job.key), values)
 
     async def multi_inference(self, specs: list[tuple[ModelSpec, str]],
                               model_input: input_pb2.Input, deadline: float | None = None
                               ) -> list[ClassifyResult | RegressResult]:
-        """Several classify/regress signatures of one model on the same examples, in order."""
-        inference.check_multi_inference(specs)
+        """Several classify/regress signatures of one model on the same examples, in order;
+        the servable is the first task's, as in ``multi_inference_helper.cc``."""
         first = specs[0][0]
         with self._handle(first) as servable:
-            jobs = inference.multi_inference_jobs(servable, specs)
-            examples = serialized_examples(model_input)
-            answers = await self._run(servable, "MultiInference",
-                                      lambda: [job.run(examples) for job in jobs],
-                                      deadline=deadline)
-        served = [Served(first.name, servable.version, job.signature.key) for job in jobs]
+            job = inference.MultiInferenceJob(servable, specs, self._check_methods)
+            answers = await self._run(servable, "MultiInference", job.run,
+                                      serialized_examples(model_input), deadline=deadline)
+        served = [Served(first.name, servable.version, j.key) for j in job.jobs]
         return [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)
-                else RegressResult(s, a) for s, j, a in zip(served, jobs, answers, strict=True)]
+                else RegressResult(s, a) for s, j, a in zip(served, job.jobs, answers, strict=True)]
 
     def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
         """The served version and its SignatureDefs (GetModelMetadata's ``signature_def``)."""
@@ -223,6 +227,7 @@ class PredictionService:
 
     def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Every tracked version of ``name``, highest first (labels are ignored, as in TF)."""
+        self._refuse_while_starting()
         return [VersionStatus(r.version, r.state.name,
                               r.error.code.name if r.error else "OK",
                               r.error.message if r.error else "")

@@ -1,7 +1,8 @@
 """Signature metadata of a loaded version: names, dtypes and shapes of inputs and outputs.
 
 Built once at load time from the SavedModel's ``SignatureDef`` protos (or synthesized for TFLite),
-and used by the service to resolve and validate requests without touching TensorFlow.
+and used by the service to resolve requests and decode their tensors without touching
+TensorFlow. Declared shapes are information only: TensorFlow Serving does not enforce them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class SignatureInfo:
 
 
 def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
-    shape = None if proto.tensor_shape.unknown_rank else tuple(
+    """A TensorInfo that records no shape at all has unknown rank, like ``unknown_rank``."""
+    unknown = not proto.HasField("tensor_shape") or proto.tensor_shape.unknown_rank
+    shape = None if unknown else tuple(
         None if d.size < 0 else d.size for d in proto.tensor_shape.dim)
     return TensorInfo(resolve(proto.dtype), shape, proto.name)
 
@@ -51,11 +54,3 @@ def from_signature_defs(defs: Mapping[str, meta_graph_pb2.SignatureDef]
                                {a: _tensor_info(t) for a, t in sig.inputs.items()},
                                {a: _tensor_info(t) for a, t in sig.outputs.items()})
             for key, sig in defs.items() if not key.startswith("__")}
-
-
-def shape_matches(shape: tuple[int, ...], expected: tuple[int | None, ...] | None) -> bool:
-    """Whether an input of ``shape`` fits a signature shape (None dims match anything)."""
-    if expected is None:
-        return True
-    return len(shape) == len(expected) and all(
-        e is None or e == s for s, e in zip(shape, expected, strict=True))
