@@ -241,10 +241,11 @@ PREDICT_ERRORS = [  # (id, model path, body, status, message)
      _elem(1, "Expecting shape [3] but got: [1,3]")),
     ("ragged_columnar", "many_outputs", {"inputs": [[1.0, 2.0, 3.0], [1.0, 2.0]]}, 400,
      "Encountered list at unexpected size: 2 at level: 1 expected size: 3"),
-    # Deliberate: the engine checks shapes against the signature (CRAFT.md, service.py); TF
-    # Serving leaves that to TensorFlow at run time, with TensorFlow's message.
-    ("wrong_shape", "many_outputs", {"inputs": [[1.0, 5.0]]}, 400,
-     "input 'x' has shape [1, 2] but the signature 'serving_default' expects [-1, 3]"),
+    # Declared shapes are not enforced (TF Serving feeds by tensor name): [1, 2] into [-1, 3]
+    # computes, and what the graph cannot compute fails in the kernel's words.
+    ("undeclared_shape_computes", "many_outputs",
+     {"inputs": [[1.0, 5.0]]}, 200,
+     {"outputs": {"sum": [6.0], "max": [5.0], "argmax": [1], "scaled": [[10.0, 50.0]]}}),
     ("int_rejects_decimal", "dtypes", _dtypes(i32=[1.0]), 400,
      "JSON Value: 1.0 Type: Number is not of expected type: int32"),
     ("int64_rejects_decimal", "dtypes", _dtypes(i64=[1.5]), 400,
