@@ -12,22 +12,29 @@ Variants (``--tflite``):
 Conversion goes through the ``serving_default`` concrete function: converting the SavedModel
 directory leaves Keras 3's resource variables uninitialised in the TFLite graph (every output
 was the untrained model's), while a concrete function freezes them into constants.
+
+TensorFlow Serving reads a TFLite model's signatures only from its ``signature_defs_metadata``
+(without one it names inputs and outputs after the converter's tensors, such as
+``serving_default_image:0``), so every variant carries its SignatureDef there, with the aliases
+of the SavedModel, and is verified by running it the way the engine serves it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from export.describe import SignatureSummary, TensorSummary
 from export.signatures import PREDICT_KEY
 from models.data import Arrays
-
-warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+from serving.engine.servable import Servable
+from serving.engine.tflite_session import (
+    TfLiteSession,
+    embed_signature_defs,
+    flatbuffer_signature_defs,
+)
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
 CALIBRATION_SAMPLES = 200
@@ -59,31 +66,20 @@ def convert(saved_model_dir: Path, variant: str, calibration: Arrays | None = No
             raise ValueError("int8 needs calibration data")
         converter.representative_dataset = lambda: _representative(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    flatbuffer = converter.convert()
+    defs = flatbuffer_signature_defs(tf.lite.Interpreter(model_content=flatbuffer))
+    return embed_signature_defs(flatbuffer, defs)
 
 
 class TfliteRunner:
-    """Runs the ``serving_default`` signature of a TFLite model on named numpy inputs."""
+    """Runs the ``serving_default`` signature of a TFLite model as the engine serves it."""
 
     def __init__(self, model: bytes | Path):
-        kwargs = ({"model_content": model} if isinstance(model, bytes)
-                  else {"model_path": str(model)})
-        self._interpreter = tf.lite.Interpreter(**kwargs)
-        self._runner = self._interpreter.get_signature_runner(PREDICT_KEY)
-
-    def signatures(self) -> list[SignatureSummary]:
-        """Signature summaries, in :mod:`export.describe`'s format."""
-        def tensors(details: dict) -> tuple:
-            return tuple(TensorSummary(name, np.dtype(d["dtype"]).name,
-                                       tuple(None if s < 0 else int(s)
-                                             for s in d["shape_signature"]))
-                         for name, d in sorted(details.items()))
-        found = []
-        for key in self._interpreter.get_signature_list():
-            runner = self._interpreter.get_signature_runner(key)
-            found.append(SignatureSummary(key, "tflite", tensors(runner.get_input_details()),
-                                          tensors(runner.get_output_details())))
-        return found
+        flatbuffer = model if isinstance(model, bytes) else Path(model).read_bytes()
+        session = TfLiteSession(flatbuffer, pool_size=1)
+        self._servable = Servable("tflite", 0, Path(), "TFLite", session.signature_defs, session)
+        self.signature_defs = session.signature_defs
 
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
-        return {k: np.array(v) for k, v in self._runner(**inputs).items()}
+        outputs = sorted(self._servable.signatures[PREDICT_KEY].outputs)
+        return self._servable.run(PREDICT_KEY, inputs, outputs)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import pipeline, publish
+from export import describe, pipeline, publish
 from export.tflite import TFLITE_FILE, TfliteRunner
 from export.variants import relative_drop
 from models import evaluation, zoo
+from serving.engine.tflite_session import embedded_signature_defs
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,15 @@ def test_variant_table_is_measured_on_the_held_out_set(cnn_export, zoo_source):
 
 def test_tflite_variants_keep_the_models_interface(cnn_export, zoo_source):
     _, report = cnn_export
-    sig = TfliteRunner(report.variant_paths["int8"] / TFLITE_FILE).signatures()[0]
+    model = report.variant_paths["int8"] / TFLITE_FILE
+    # TensorFlow Serving reads only the embedded SignatureDef; without it the input would be
+    # named after the converter's tensor (serving_default_image).
+    embedded = embedded_signature_defs(model.read_bytes())
+    assert list(embedded) == ["serving_default"]
+    assert list(embedded["serving_default"].inputs) == ["image"]
+    sig = describe.tflite_signatures(model)[0]
     assert sig.key == "serving_default"
-    assert [str(t) for t in sig.inputs] == ["image: uint8 [?, 8, 8, 1]"]
+    assert [str(t) for t in sig.inputs] == ["image: uint8 [?, 8, 8, 1] (serving_default_image:0)"]
     image = zoo_source("digits_cnn").data.x_test["image"][:3]
     probabilities = TfliteRunner(report.variant_paths["qat"] / TFLITE_FILE)({"image": image})
     np.testing.assert_allclose(probabilities["probabilities"].sum(axis=1), 1.0, atol=0.02)

@@ -33,11 +33,11 @@ def _versions(model_dir: Path) -> list[Path]:
 
 def _describe_version(version_dir: Path) -> list[str]:
     from export import describe, warmup
-    from export.tflite import TFLITE_FILE, TfliteRunner
+    from export.tflite import TFLITE_FILE
 
     meta = describe.read_metadata(version_dir)
     if (version_dir / TFLITE_FILE).exists():
-        kind, sigs = "TFLite", TfliteRunner(version_dir / TFLITE_FILE).signatures()
+        kind, sigs = "TFLite", describe.tflite_signatures(version_dir / TFLITE_FILE)
     elif (version_dir / "saved_model.pb").exists():
         kind, sigs = "SavedModel", describe.saved_model_signatures(version_dir)
     else:

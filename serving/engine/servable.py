@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 Arrays = Mapping[str, np.ndarray]
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
+MAX_STRING_RANK = 32
+"""TensorFlow's numpy bridge converts string arrays through fixed 32-dimension buffers: a
+string tensor of higher rank kills the process, so it is refused (TF Serving, in C++, has no
+such limit)."""
 
 
 class Session(Protocol):
@@ -60,6 +64,10 @@ class Servable:
 
     def run_tensors(self, feeds: Arrays, fetches: Sequence[str]) -> list[np.ndarray]:
         """Feed tensors by name, fetch tensors by name; TensorFlow's errors as ServingError."""
+        for name, value in feeds.items():
+            if value.dtype == object and value.ndim > MAX_STRING_RANK:
+                raise invalid_argument(f"{name}: string tensors of rank {value.ndim} are not "
+                                       f"supported (at most {MAX_STRING_RANK})")
         try:
             return self._session.run(feeds, fetches)
         except tf.errors.OpError as e:

@@ -39,12 +39,21 @@ class SignatureInfo:
         return {name: info.dtype.name for name, info in self.inputs.items()}
 
 
+REF_DTYPE_OFFSET = 100
+"""``DT_FLOAT_REF`` is ``DT_FLOAT + 100``: TF1 graphs record a variable's output as a ref type;
+fetching it yields a value of the base type."""
+
+
+def declared_shape(proto: meta_graph_pb2.TensorInfo) -> tuple[int | None, ...] | None:
+    """The shape a TensorInfo declares; one that records no shape at all has unknown rank."""
+    if not proto.HasField("tensor_shape") or proto.tensor_shape.unknown_rank:
+        return None
+    return tuple(None if d.size < 0 else d.size for d in proto.tensor_shape.dim)
+
+
 def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
-    """A TensorInfo that records no shape at all has unknown rank, like ``unknown_rank``."""
-    unknown = not proto.HasField("tensor_shape") or proto.tensor_shape.unknown_rank
-    shape = None if unknown else tuple(
-        None if d.size < 0 else d.size for d in proto.tensor_shape.dim)
-    return TensorInfo(resolve(proto.dtype), shape, proto.name)
+    dtype = proto.dtype - REF_DTYPE_OFFSET if proto.dtype > REF_DTYPE_OFFSET else proto.dtype
+    return TensorInfo(resolve(dtype), declared_shape(proto), proto.name)
 
 
 def from_signature_defs(defs: Mapping[str, meta_graph_pb2.SignatureDef]
