@@ -105,6 +105,53 @@ class ServerOptions:
     workers: int = 1
     """Engine processes sharing the ports through SO_REUSEPORT (not a TF Serving flag)."""
 
+    # tensorflow_model_server flags accepted so that its command lines run unchanged, without
+    # effect in the embedded engine (set to anything but the default, each logs one warning).
+    rest_api_num_threads: int = 0
+    """No effect here: REST runs on each worker's event loop (TF default: 4 x CPUs)."""
+    grpc_max_threads: int = 0
+    """No effect here: gRPC runs on each worker's event loop (TF default: 4 x CPUs)."""
+    enable_profiler: bool = True
+    """No effect here: TensorFlow's profiler service is not served (README, compatibility)."""
+    enable_grpc_healthcheck_service: bool = False
+    """No effect here: grpc.health.v1 is always served."""
+    enable_serialization_as_tensor_content: bool = False
+    """No effect here: Predict responses carry typed value fields, TF Serving's default."""
+    enable_per_model_batching_parameters: bool = False
+    """No effect here: one batching config for every model."""
+    num_load_threads: int = 0
+    """No effect here: versions load one at a time."""
+    num_unload_threads: int = 0
+    """No effect here: versions unload one at a time."""
+    flush_filesystem_caches: bool = True
+    """No effect here."""
+    remove_unused_fields_from_bundle_metagraph: bool = True
+    """No effect here."""
+    per_process_gpu_memory_fraction: float = 0.0
+    """No effect here: the embedded engine runs on CPU."""
+    platform_config_file: str = ""
+    """No effect here: SavedModel and TFLite are the platforms served."""
+    tensorflow_session_config_file: str = ""
+    """No effect here: use the parallelism flags."""
+    thread_pool_factory_config_file: str = ""
+    """No effect here."""
+    mixed_precision: str = ""
+    """No effect here."""
+    xla_cpu_compilation_enabled: bool = False
+    """No effect here."""
+    xla_gpu_compilation_enabled: bool = False
+    """No effect here."""
+    use_alts_credentials: bool = False
+    """No effect here: use --ssl_config_file."""
+    skip_initialize_tpu: bool = True
+    """No effect here."""
+
+    def ineffective_flags(self) -> list[str]:
+        """The accepted-for-compatibility flags this command line set to a non-default value."""
+        docs = _attribute_docs(ServerOptions)
+        return [f"--{f.name}" for f in fields(self) if docs.get(f.name, "").startswith(
+            "No effect here") and getattr(self, f.name) != f.default]
+
     @property
     def tags(self) -> set[str]:
         return {t.strip() for t in self.saved_model_tags.split(",") if t.strip()}

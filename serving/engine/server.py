@@ -39,6 +39,8 @@ HEALTH_INTERVAL_S = 0.25
 
 
 def _configure_tensorflow(options: ServerOptions) -> None:
+    for flag in options.ineffective_flags():
+        log.warning("%s has no effect in the embedded engine", flag)
     intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
     inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
     if intra:
