@@ -134,19 +134,18 @@ def test_engine_auto_execs_tensorflow_model_server_with_the_same_flags(tmp_path)
     ("half_plus_two", {"x": np.array([1.0, 2.0], np.float32)}, "y"),
     ("strings", {"text": np.array([b"ab", b"xyz"], object)}, "length"),
 ])
-def test_tf1_session_runner_answers_like_the_tf2_runner(test_models, model, inputs, output):
-    """The session path (TensorFlow Serving's way, and the fallback for graphs the TF2 loader
-    rejects) runs signatures by tensor name and must agree with the TF2 function path."""
+def test_session_runner_answers_like_the_tf2_function(test_models, model, inputs, output):
+    """The engine runs signatures in a session by tensor name (TensorFlow Serving's way); on
+    inputs of the declared shapes it must agree with the TF2 concrete function."""
     from serving.engine.servable import load_saved_model
 
     path = test_models[model] / "1"
-    config = tf.compat.v1.ConfigProto()
-    by_function = load_saved_model(model, 1, path, {"serve"}, config)
-    by_session = load_saved_model(model, 1, path, {"serve"}, config, session=True)
-    assert (by_function.kind, by_session.kind) == ("TF2", "TF1")
+    servable = load_saved_model(model, 1, path, {"serve"}, tf.compat.v1.ConfigProto())
+    function = tf.saved_model.load(str(path)).signatures["serving_default"]
+    assert servable.kind == "TF1"
     np.testing.assert_array_equal(
-        by_session.run("serving_default", inputs, [output])[output],
-        by_function.run("serving_default", inputs, [output])[output])
+        servable.run("serving_default", inputs, [output])[output],
+        function(**{k: tf.constant(v) for k, v in inputs.items()})[output].numpy())
 
 
 def test_workers_share_the_ports_and_stop_together(tmp_path):
