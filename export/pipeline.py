@@ -35,7 +35,7 @@ class ExportReport:
     model: str
     version: int
     path: Path
-    max_abs_diff: float
+    max_abs_diff: float | None
     warmup_records: int
     metrics: dict[str, float]
     variants: list[VariantRow] = field(default_factory=list)
@@ -47,6 +47,13 @@ def _step(message: str, progress: bool) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
 
+def verification_line(diff: float | None) -> str:
+    if diff is None:
+        return ("verification: loads as TensorFlow Serving loads it; serving_default takes "
+                "strings, so it was not run")
+    return f"verification: max abs diff {diff:.3g}"
+
+
 def _metadata(source: ExportSource, keys: list[str], diff: float, records: int,
               rows: list[VariantRow], staged: Path) -> dict:
     return {
@@ -56,7 +63,8 @@ def _metadata(source: ExportSource, keys: list[str], diff: float, records: int,
         "signatures": [s.as_dict() for s in describe.saved_model_signatures(staged)],
         "signature_keys": keys,
         "metrics": source.metrics,
-        "verification": {"max_abs_diff": diff, "tolerance": savedmodel.verify.FLOAT_TOLERANCE},
+        "verification": {"max_abs_diff": diff, "tolerance": savedmodel.verify.FLOAT_TOLERANCE,
+                         "relative_tolerance": savedmodel.verify.RELATIVE_TOLERANCE},
         "warmup_records": records,
         "size_bytes": savedmodel.directory_bytes(staged),
         "variants": [r.as_dict() for r in rows],
@@ -122,9 +130,12 @@ def export_model(source: ExportSource, base_path: Path, version: int | None = No
     with publish.staging_dir(model_dir) as staged:
         _step(f"writing SavedModel of {source.name} to staging", progress)
         keys, diff, inputs = savedmodel.write_and_verify(source, staged)
-        _step(f"verified: max abs diff vs in-memory model {diff:.3g}", progress)
-        records = warmup.write_warmup(staged, source.name, inputs, keys)
+        _step(verification_line(diff), progress)
+        records = warmup.write_warmup(staged, source.name, inputs, keys) if inputs else 0
         rows = []
+        if tflite_variants and not inputs:
+            raise ExportError(f"{source.name}: TFLite variants need numeric serving_default "
+                              "inputs to be scored on")
         if tflite_variants:
             builder = VariantBuilder(source, staged, inputs, max_drop, progress)
             rows.append(builder.baseline())

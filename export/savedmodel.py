@@ -13,6 +13,7 @@ from export import signatures, verify
 from export.errors import ExportError
 from export.sources import ExportSource, random_inputs
 from models.data import Arrays
+from serving.engine.signature import SignatureInfo
 
 VERIFY_ROWS = 64
 
@@ -37,31 +38,51 @@ def sample_inputs(source: ExportSource) -> Arrays:
     """Held-out rows for zoo models, generated rows matching the signature otherwise."""
     if source.data is not None:
         return {k: v[:VERIFY_ROWS] for k, v in source.data.x_test.items()}
-    if source.model is not None:
-        return random_inputs(signatures.input_specs(source.model))
-    loaded = tf.saved_model.load(str(source.saved_model))
-    return random_inputs(loaded.signatures[signatures.PREDICT_KEY].structured_input_signature[1])
+    return random_inputs(signatures.input_specs(source.model))
 
 
-def write_and_verify(source: ExportSource, export_dir: Path) -> tuple[list[str], float, Arrays]:
-    """Write the version's SavedModel into ``export_dir`` and verify it.
+def declared_inputs(signature: SignatureInfo, rows: int = VERIFY_ROWS) -> Arrays | None:
+    """Generated inputs of a signature's declared dtypes and shapes (unknown dimensions 1,
+    unknown rank a vector of ``rows``); None when an input is a string, which may have to be a
+    serialized ``tf.Example`` that nothing here knows how to fill."""
+    if any(info.dtype.name == "string" for info in signature.inputs.values()):
+        return None
+    specs = {alias: tf.TensorSpec([None] if info.shape is None else info.shape,
+                                  tf.as_dtype(info.dtype.enum))
+             for alias, info in signature.inputs.items()}
+    return random_inputs(specs, rows)
+
+
+def write_and_verify(source: ExportSource, export_dir: Path
+                     ) -> tuple[list[str], float | None, Arrays]:
+    """Write the version's SavedModel into ``export_dir`` and verify it as TF Serving runs it.
 
     Returns:
-        The signature keys, the max abs difference found, and the inputs verified on.
+        The signature keys, the max abs difference found (None when ``serving_default`` takes
+        strings and so was only loaded, not run), and the inputs verified on (``{}`` then).
     """
-    inputs = sample_inputs(source)
     if source.model is not None:
+        inputs = sample_inputs(source)
         keys = write_keras_saved_model(source.model, source, export_dir)
         diff = verify.verify_saved_model(export_dir, inputs,
                                          lambda x: eager_outputs(source.model, x), source.heads)
         return keys, diff, inputs
     shutil.copytree(source.saved_model, export_dir)
-    original = tf.saved_model.load(str(source.saved_model))
-    if signatures.PREDICT_KEY not in original.signatures:
+    try:
+        copy = verify.load_as_served(export_dir)
+    except Exception as e:  # TensorFlow raises many types for a graph it cannot load
+        raise ExportError(f"{source.saved_model} does not load as TensorFlow Serving loads it: "
+                          f"{e}") from None
+    if signatures.PREDICT_KEY not in copy.signatures:
         raise ExportError(f"{source.saved_model} has no {signatures.PREDICT_KEY!r} signature")
+    keys = sorted(copy.signatures)
+    inputs = declared_inputs(copy.signatures[signatures.PREDICT_KEY])
+    if inputs is None:
+        return keys, None, {}
+    original = verify.load_as_served(source.saved_model)
     diff = verify.verify_saved_model(
         export_dir, inputs, lambda x: verify.run_signature(original, signatures.PREDICT_KEY, x))
-    return sorted(original.signatures.keys()), diff, inputs
+    return keys, diff, inputs
 
 
 def directory_bytes(path: Path) -> int:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from export import qat, tflite
 from export.errors import ExportError
 from export.savedmodel import directory_bytes, write_keras_saved_model
 from export.signatures import PREDICT_KEY
 from export.sources import ExportSource
-from export.verify import run_signature
+from export.verify import load_as_served, run_signature
 from models import evaluation
 from models.data import Arrays
 
@@ -83,7 +82,7 @@ class VariantBuilder:
                                 self.source.data.y_test[self.head.output])
 
     def baseline(self) -> VariantRow:
-        loaded = tf.saved_model.load(str(self.saved_model_dir))
+        loaded = load_as_served(self.saved_model_dir)
         call = lambda x: run_signature(loaded, PREDICT_KEY, x)  # noqa: E731
         return VariantRow("savedmodel", directory_bytes(self.saved_model_dir),
                           self._metric_name(), self._score(call), 0.0,

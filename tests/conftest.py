@@ -57,6 +57,15 @@ def test_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tfs_models(tmp_path_factory):
+    """TensorFlow Serving's own test models and config files (tests/tfs_models.py), generated
+    once: ``{name: path}``."""
+    from tests.tfs_models import build
+
+    return build(tmp_path_factory.mktemp("tfs-models"))
+
+
+@pytest.fixture(scope="session")
 def engine(test_models, tmp_path_factory):
     """One engine serving every test model over REST and gRPC, for the conformance tests."""
     from servectl.engine_process import EngineProcess

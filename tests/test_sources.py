@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from export import describe, pipeline, sources
-from export.verify import run_signature
+from export.verify import load_as_served, run_signature
 
 
 def test_keras3_file_of_a_zoo_model_gets_zoo_data_and_signatures(zoo_source, tmp_path):
@@ -38,7 +38,7 @@ def test_tf_keras_savedmodel_is_re_exported_with_its_names(tmp_path):
     assert [t.name for t in sig.inputs] == ["measurements"]
     assert [t.name for t in sig.outputs] == ["logits"]
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    got = run_signature(tf.saved_model.load(str(report.path)), "serving_default",
+    got = run_signature(load_as_served(report.path), "serving_default",
                         {"measurements": x})
     np.testing.assert_allclose(got["logits"], model(x).numpy(), atol=1e-6)
 
@@ -57,6 +57,6 @@ def test_existing_savedmodel_is_copied_verified_and_warmed(tmp_path):
     assert source.name == "hpt" and source.saved_model is not None
     report = pipeline.export_model(source, tmp_path / "models", progress=False)
     assert report.max_abs_diff == 0.0 and report.warmup_records > 0
-    got = run_signature(tf.saved_model.load(str(report.path)), "serving_default",
+    got = run_signature(load_as_served(report.path), "serving_default",
                         {"x": np.array([2.0, 4.0], np.float32)})
     np.testing.assert_allclose(got["y"], [3.0, 4.0])

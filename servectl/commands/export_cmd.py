@@ -85,8 +85,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _print_report(report) -> None:
     print(f"published {report.model} version {report.version} at {report.path}")
-    print(f"  verification: max abs diff {report.max_abs_diff:.3g}; "
-          f"warmup: {report.warmup_records} records")
+    from export.pipeline import verification_line
+
+    print(f"  {verification_line(report.max_abs_diff)}; warmup: {report.warmup_records} records")
     if report.metrics:
         print("  held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in report.metrics.items()))
     if report.variants:

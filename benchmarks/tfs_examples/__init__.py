@@ -1,0 +1,1 @@
+"""Running TensorFlow Serving's example clients unchanged against ``servectl serve``."""
