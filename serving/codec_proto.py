@@ -116,6 +116,7 @@ def ndarray_to_tensor_proto(a: Any, use_tensor_content: bool = True) -> Any:
     a = np.asarray(a)
     dt = dtype_of_array(a)
     proto = _tensor_pb2().TensorProto(dtype=dt.enum)
+    proto.tensor_shape.SetInParent()  # present even for a scalar, as Tensor::AsProtoField sets it
     for size in a.shape:
         proto.tensor_shape.dim.add(size=size)
     if dt is DT_STRING:

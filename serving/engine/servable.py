@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 Arrays = Mapping[str, np.ndarray]
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"
+SESSION_BUNDLE_FILE = "export.meta"
+"""The TF1 Session Bundle format, which TensorFlow Serving no longer loads."""
 MAX_STRING_RANK = 32
 """TensorFlow's numpy bridge converts string arrays through fixed 32-dimension buffers: a
 string tensor of higher rank kills the process, so it is refused (TF Serving, in C++, has no
@@ -182,6 +184,9 @@ class GraphSession:
 def load_saved_model(name: str, version: int, path: Path, tags: set[str],
                      session_config: tf.compat.v1.ConfigProto) -> Servable:
     """Load a SavedModel version into a session, as TensorFlow Serving does."""
+    if not (path / SAVED_MODEL_FILE).exists() and (path / SESSION_BUNDLE_FILE).exists():
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                           "Session Bundle is deprecated and removed.")
     defs = read_signature_defs(path, tags)
     return Servable(name, version, path, "TF1", defs, GraphSession(path, tags, session_config))
 

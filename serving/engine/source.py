@@ -2,7 +2,8 @@
 
 Each poll lists every model's base path, keeps the *complete* numeric version directories
 (``saved_model.pb`` written — or ``model.tflite`` with ``--prefer_tflite_model``; a half-copied
-directory is ignored until it is complete), applies the model's version policy and hands the
+directory is ignored until it is complete, where TensorFlow Serving would fail its load and
+retry a minute later), applies the model's version policy and hands the
 manager the full aspired list (``sources/storage_path/file_system_storage_path_source.cc``).
 """
 
@@ -16,14 +17,16 @@ from pathlib import Path
 from serving.engine import policy
 from serving.engine.manager import Manager
 from serving.engine.model_config import ModelServerConfig
-from serving.engine.servable import SAVED_MODEL_FILE, TFLITE_FILE
+from serving.engine.servable import SAVED_MODEL_FILE, SESSION_BUNDLE_FILE, TFLITE_FILE
 
 log = logging.getLogger(__name__)
 
 
 def complete_versions(base_path: Path, prefer_tflite: bool) -> dict[int, Path]:
-    """Numeric children of ``base_path`` that hold a complete model (``007`` is version 7)."""
-    markers = (SAVED_MODEL_FILE, TFLITE_FILE) if prefer_tflite else (SAVED_MODEL_FILE,)
+    """Numeric children of ``base_path`` that hold a complete model (``007`` is version 7).
+
+    A TF1 Session Bundle (``export.meta``) counts, so that it fails to load as in TF Serving."""
+    markers = (SAVED_MODEL_FILE, SESSION_BUNDLE_FILE) + ((TFLITE_FILE,) if prefer_tflite else ())
     found: dict[int, Path] = {}
     for child in sorted(base_path.iterdir()):
         if child.name.isdigit() and any((child / m).is_file() for m in markers):
