@@ -60,3 +60,37 @@ def test_existing_savedmodel_is_copied_verified_and_warmed(tmp_path):
     got = run_signature(load_as_served(report.path), "serving_default",
                         {"x": np.array([2.0, 4.0], np.float32)})
     np.testing.assert_allclose(got["y"], [3.0, 4.0])
+
+
+def test_tf1_graph_the_tf2_loader_cannot_run_is_copied_as_tf_serving_loads_it(tfs_models,
+                                                                            tmp_path):
+    """TF Serving's own TF1 half_plus_two (``x`` declared ``[-1, 1]``, classify and regress
+    inputs of unknown rank): verified and warmed up through a session, as it will be served."""
+    version = tfs_models["saved_model_half_plus_two_cpu"] / "00000123"
+    report = pipeline.export_model(sources.resolve(str(version)), tmp_path / "models",
+                                   progress=False)
+    assert report.max_abs_diff == 0.0 and report.warmup_records > 0
+    got = run_signature(load_as_served(report.path), "serving_default",
+                        {"x": np.array([1.0, 2.0, 5.0], np.float32)})
+    np.testing.assert_allclose(got["y"], [2.5, 3.0, 4.5])
+
+
+def test_savedmodel_whose_default_signature_takes_strings_is_only_loaded(tmp_path):
+    """A serving_default over serialized tf.Example (TF Serving's mnist export): nothing here
+    can make valid examples, so the copy is loaded as served but not run, and gets no warmup
+    records that would fail its load."""
+    graph = tf.Graph()
+    with graph.as_default():
+        serialized = tf.compat.v1.placeholder(tf.string, name="tf_example")
+        features = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})
+        scores = tf.identity(features["x"] * 0.5 + 2.0, name="scores")
+        builder = tf.compat.v1.saved_model.Builder(str(tmp_path / "mnist_like" / "1"))
+        with tf.compat.v1.Session(graph=graph) as session:
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={
+                "serving_default": tf.compat.v1.saved_model.classification_signature_def(
+                    serialized, None, scores)})
+        builder.save()
+    report = pipeline.export_model(sources.resolve(str(tmp_path / "mnist_like" / "1")),
+                                   tmp_path / "models", progress=False)
+    assert report.max_abs_diff is None and report.warmup_records == 0
+    assert "serving_default" in load_as_served(report.path).signatures
