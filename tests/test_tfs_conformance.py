@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -522,6 +523,45 @@ class TestTfLite:
             timeout=T)
         y = response.outputs["y"]
         assert (list(y.float_val), [d.size for d in y.tensor_shape.dim]) == ([2.5, 3, 3.5], [3])
+
+    def test_tflite_input_of_another_dtype_is_refused(self, tflite):
+        """A documented difference (README, compatibility): TF Serving's TFLite session copies
+        the fed bytes whatever their dtype; the engine refuses, in a session's words."""
+        with pytest.raises(grpc.RpcError) as info:
+            tflite.predictions.Predict(request(predict_pb2.PredictRequest, "default", inputs={
+                "x": tensor([1, 2], "int32", typed=True)}), timeout=T)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == "Expects arg[0] to be float but int32 is provided"
+
+
+def test_every_name_is_unavailable_until_the_initial_load_is_done(tmp_path, tfs_models):
+    """A documented difference (README, compatibility): ``tensorflow_model_server`` opens no
+    port before its initial load is done; the engine does, and answers every model name, known
+    or not, UNAVAILABLE until then, so TF Serving's ``WaitForServerReady`` (which takes a
+    ``Servable`` NOT_FOUND for "ready") never sees a model still loading."""
+    base = tmp_path / "later"
+    base.mkdir()
+    server = EngineProcess(*single_model(base)).start(wait="healthz")
+    try:
+        with server.channel() as channel:
+            api = stubs(channel)
+            for name in ("default", "intentionally_missing_model"):
+                with pytest.raises(grpc.RpcError) as info:
+                    api.predictions.Predict(predict_pb2.PredictRequest(
+                        model_spec={"name": name}), timeout=T)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "Servable" not in info.value.details()
+            assert _json(server, "GET /v1/models/default")[0] == 503
+            shutil.copytree(tfs_models["saved_model_half_plus_two_cpu"] / f"{VERSION:08d}",
+                            base / f"{VERSION:08d}")
+            server.wait_for("/readyz")
+            verify_predict(api.predictions, 3.0, specify_output=False)
+            with pytest.raises(grpc.RpcError) as info:
+                api.predictions.Predict(predict_pb2.PredictRequest(
+                    model_spec={"name": "intentionally_missing_model"}), timeout=T)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 def test_parse_example_tflite_is_refused_with_tflites_words(tfs_models):
