@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from functools import cache
 
 import pytest
@@ -29,6 +30,17 @@ def run_servectl(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     """Run the real ``servectl`` console entry point in a child process."""
     return subprocess.run([sys.executable, "-m", "servectl.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_until(check, timeout: float = 30, interval: float = 0.05):
+    """Poll ``check`` until it returns a truthy value; return it, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
 
 
 MODELS_CONFIG = """model_config_list {{

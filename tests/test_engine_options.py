@@ -16,7 +16,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from export.tflite import TFLITE_FILE, convert
 from servectl.engine_process import EngineProcess
 from serving import codec
-from tests.conftest import run_servectl
+from tests.conftest import run_servectl, wait_until
 from tests.model_builders import save_module
 
 
@@ -153,8 +153,10 @@ def test_workers_share_the_ports_and_stop_together(tmp_path):
     engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
                            "--workers=2").start()
     try:
-        for _ in range(2):  # both workers must answer before the pool counts as up
-            engine.wait_for("/readyz")
+        # Both workers must have loaded before the pool counts as up; /readyz answers from
+        # whichever worker the kernel picks, so wait on both workers' own words instead.
+        wait_until(lambda: engine.log().count("all configured models are available") == 2,
+                   timeout=180)
         answers = {json.dumps(predict_rest(engine, "scale", [float(i)])) for i in range(40)}
         assert answers == {json.dumps({"predictions": [2.0 * i]}) for i in range(40)}
     finally:

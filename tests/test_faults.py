@@ -12,9 +12,9 @@ import time
 import pytest
 
 from servectl.engine_process import EngineProcess
-from tests.conftest import models_config
+from tests.conftest import models_config, wait_until
 from tests.model_builders import save_linear
-from tests.test_lifecycle import http, predict, statuses, wait_until
+from tests.test_lifecycle import http, predict, statuses
 
 METRICS = "/monitoring/prometheus/metrics"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from servectl.engine_process import EngineProcess
-from tests.conftest import models_config
+from tests.conftest import models_config, wait_until
 from tests.model_builders import save_linear
 
 POLL_S = 1
@@ -31,17 +31,6 @@ def http(url: str, body: dict | None = None) -> tuple[int, dict]:
 def predict(engine: EngineProcess, x: float, path: str = "", work: int = 0) -> tuple[int, dict]:
     return http(f"{engine.rest_url}/v1/models/linear{path}:predict",
                 {"inputs": {"x": [x], "work": [work]}})
-
-
-def wait_until(check, timeout: float = 30, interval: float = 0.05):
-    """Poll ``check`` until it returns a truthy value; return it, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def statuses(engine: EngineProcess) -> dict[int, dict]:

@@ -53,7 +53,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from servectl.engine_process import EngineProcess
-from tests.conftest import models_config
+from tests.conftest import models_config, wait_until
 from tests.test_grpc_api import (
     T,
     model_input,
@@ -62,7 +62,6 @@ from tests.test_grpc_api import (
     stubs,
     tensor,
     version_states,
-    wait_until,
 )
 from tests.test_rest_api import _json, _send
 from tests.tfs_models import meta_graph
