@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import urllib.request
@@ -162,3 +163,20 @@ def test_workers_share_the_ports_and_stop_together(tmp_path):
     finally:
         assert engine.stop() == 0, engine.log()
     assert engine.log().count("Exporting HTTP/REST API") == 2
+
+
+def test_tensorflow_model_server_flags_without_effect_here_are_accepted_and_named(tmp_path):
+    """A command line written for ``tensorflow_model_server`` runs unchanged; the flags the
+    embedded engine cannot honour say so once each, and defaults stay silent."""
+    save_scale(tmp_path / "scale" / "1", 3.0)
+    engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
+                           "--rest_api_num_threads=8", "--enable_profiler=false",
+                           "--per_process_gpu_memory_fraction=0.5",
+                           "--flush_filesystem_caches=true").start()
+    try:
+        assert predict_rest(engine, "scale", [1.0]) == {"predictions": [3.0]}
+    finally:
+        assert engine.stop() == 0, engine.log()
+    warned = set(re.findall(r"(--\w+) has no effect in the embedded engine", engine.log()))
+    assert warned == {"--rest_api_num_threads", "--enable_profiler",
+                      "--per_process_gpu_memory_fraction"}
