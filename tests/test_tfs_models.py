@@ -20,6 +20,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_serving.config import model_server_config_pb2
 
+from servectl.commands.inspect_cmd import describe_model
 from tests import tfs_models as tfs_models_lib
 
 ANY, NO_SHAPE = "unknown rank", "no shape recorded"
@@ -276,3 +277,137 @@ def test_expected_metadata_files(tfs_models, key, name, signatures):
         "model_spec": {"name": name, "signature_name": "", "version": "123"},
         "metadata": {"signature_def": {"signature_def": {
             k: _json_signature(v) for k, v in signatures.items()}}}}
+
+
+# What `servectl inspect` shows for TensorFlow Serving's own copies of these models (its testdata at
+# commit 9d981c5c), captured once: the generated models must show exactly the same.
+INSPECTED = {
+    'saved_model_half_plus_two_cpu': """\
+saved_model_half_plus_two_cpu: versions 00000123
+  version 00000123: SavedModel
+    signature 'classify_x_to_y' (tensorflow/serving/classify)
+      in   inputs: string ? (tf_example:0)
+      out  scores: float32 [?, 1] (y:0)
+    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  outputs: float32 [?, 1] (y3:0)
+    signature 'regress_x_to_y' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y:0)
+    signature 'regress_x_to_y2' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y2:0)
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [?, 1] (x:0)
+      out  y: float32 [?, 1] (y:0)
+""",
+    'saved_model_half_plus_two_2_versions': """\
+saved_model_half_plus_two_2_versions: versions 00000123, 00000124
+  version 00000123: SavedModel
+    signature 'classify_x2_to_y3' (tensorflow/serving/classify)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  scores: float32 [?, 1] (y3:0)
+    signature 'classify_x_to_y' (tensorflow/serving/classify)
+      in   inputs: string ? (tf_example:0)
+      out  scores: float32 [?, 1] (y:0)
+    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  outputs: float32 [?, 1] (y3:0)
+    signature 'regress_x_to_y' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y:0)
+    signature 'regress_x_to_y2' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y2:0)
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [?, 1] (x:0)
+      out  y: float32 [?, 1] (y:0)
+  version 00000124: SavedModel
+    signature 'classify_x2_to_y3' (tensorflow/serving/classify)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  scores: float32 [?, 1] (y3:0)
+    signature 'classify_x_to_y' (tensorflow/serving/classify)
+      in   inputs: string ? (tf_example:0)
+      out  scores: float32 [?, 1] (y:0)
+    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  outputs: float32 [?, 1] (y3:0)
+    signature 'regress_x_to_y' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y:0)
+    signature 'regress_x_to_y2' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y2:0)
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [?, 1] (x:0)
+      out  y: float32 [?, 1] (y:0)
+""",
+    'saved_model_half_plus_three': """\
+saved_model_half_plus_three: versions 00000123
+  version 00000123: SavedModel
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 ? (x:0)
+      out  y: float32 ? (y:0)
+    signature 'tensorflow/serving/regress' (tensorflow/serving/regress)
+      in   inputs: float32 ? (tf_example:0)
+      out  outputs: float32 ? (Identity:0)
+""",
+    'saved_model_half_plus_two_tf2_cpu': """\
+saved_model_half_plus_two_tf2_cpu: versions 00000123
+  version 00000123: SavedModel
+    signature 'classify_x2_to_y3' (tensorflow/serving/predict)
+      in   inputs: float32 [1] (classify_x2_to_y3_inputs:0)
+      out  scores: float32 [1] (StatefulPartitionedCall:0)
+    signature 'classify_x_to_y' (tensorflow/serving/predict)
+      in   inputs: string [?] (classify_x_to_y_inputs:0)
+      out  scores: float32 [?, 1] (StatefulPartitionedCall_1:0)
+    signature 'regress_x2_to_y3' (tensorflow/serving/predict)
+      in   inputs: float32 [1] (regress_x2_to_y3_inputs:0)
+      out  outputs: float32 [1] (StatefulPartitionedCall_2:0)
+    signature 'regress_x_to_y' (tensorflow/serving/predict)
+      in   inputs: string [?] (regress_x_to_y_inputs:0)
+      out  outputs: float32 [?, 1] (StatefulPartitionedCall_3:0)
+    signature 'regress_x_to_y2' (tensorflow/serving/predict)
+      in   inputs: string [?] (regress_x_to_y2_inputs:0)
+      out  outputs: float32 [?, 1] (StatefulPartitionedCall_4:0)
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [1] (serving_default_x:0)
+      out  y: float32 [1] (StatefulPartitionedCall_5:0)
+""",
+    'saved_model_counter': """\
+saved_model_counter: versions 00000123
+  version 00000123: SavedModel
+    signature 'get_counter' (tensorflow/serving/predict)
+      out  output: float32_ref [] (counter:0)
+    signature 'incr_counter' (tensorflow/serving/predict)
+      out  output: float32_ref [] (incr_counter_op/AssignAdd:0)
+    signature 'incr_counter_by' (tensorflow/serving/predict)
+      in   delta: float32 ? (delta:0)
+      out  output: float32_ref [] (incr_counter_by_op/AssignAdd:0)
+    signature 'reset_counter' (tensorflow/serving/predict)
+      out  output: float32_ref [] (reset_counter_op/Assign:0)
+""",
+    'saved_model_half_plus_two_tflite': """\
+saved_model_half_plus_two_tflite: versions 00000123
+  version 00000123: TFLite
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [1, 1] (x)
+      out  y: float32 [1, 1] (y)
+""",
+    'saved_model_half_plus_two_tflite_with_sigdef': """\
+saved_model_half_plus_two_tflite_with_sigdef: versions 00000123
+  version 00000123: TFLite
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [1, 1] (tflite_input)
+      out  y: float32 [1, 1] (y)
+""",
+    'bad_half_plus_two': """\
+bad_half_plus_two: versions 00000123
+  version 00000123: incomplete (no saved_model.pb or model.tflite)
+""",
+}
+
+
+@pytest.mark.parametrize("model", sorted(INSPECTED))
+def test_inspect_shows_what_it_shows_for_tensorflow_servings_copies(tfs_models, model):
+    assert "\n".join(describe_model(tfs_models[model])) + "\n" == INSPECTED[model]
