@@ -281,10 +281,11 @@ ERRORS = [
     case("float_for_string", P, predict("strings", {"text": tensor([1.0])}), INVALID,
          "Expects arg[0] to be string but float is provided"),
     # Declared shapes are not enforced (TF Serving feeds by tensor name): what the graph cannot
-    # compute fails with the kernel's own words; the filter leaves only Sum to fail.
+    # compute fails with the kernel's own words (add and mul both fail, with the same words).
     case("shape_the_graph_cannot_compute", P,
-         predict("many_outputs", {"x": tensor([1.0, 2.0])}, ["sum"]),
-         INVALID, Starts("Invalid reduction dimension (1 for input with 1 dimension(s)")),
+         predict("multi_signature", {"a": tensor([1.0, 2.0]), "b": tensor([1.0, 2.0, 3.0])},
+                 signature="sum_and_product"),
+         INVALID, Starts("Incompatible shapes: [2] vs. [3]")),
     case("bad_tensor_content", P, predict(inputs={"x": BAD}), INVALID, "tensor parsing error: x"),
     case("truncated_not_found", P, predict(LONG), NOT_FOUND,
          f"{NF}Latest({LONG})"[:1024] + "...TRUNCATED"),

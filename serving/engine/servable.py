@@ -3,7 +3,8 @@
 TensorFlow Serving runs every SavedModel as a session (``SavedModelBundle``): requests feed the
 signature's input tensors by name and fetch its output tensors by name. A placeholder's declared
 shape is not enforced at feed time, only what the graph cannot compute fails, with the kernel's
-own error; only the fetched outputs are computed. Both runtimes here keep those semantics:
+own error; only what the fetched outputs need is computed (a TF2 signature's function runs
+whole). Both runtimes here keep those semantics:
 
 * SavedModels (TF1 graphs and TF2 ``tf.saved_model.save`` alike) load into a TF1 session, whose
   ``Session::Run`` is called directly (Python's ``Session.run`` would add a shape check);
