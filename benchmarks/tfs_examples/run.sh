@@ -2,11 +2,12 @@
 # TensorFlow Serving's example clients (tensorflow_serving/example/), run UNCHANGED against
 # `servectl serve`, with local stand-ins for what they would download.
 #
-#   benchmarks/tfs_examples/run.sh [SUITE]        from the project root, after `make install`
+#   benchmarks/tfs_examples/run.sh PYROOT        from the project root, after `make install`
 #
-# SUITE holds pyroot/tensorflow_serving/example/ (default ../shared/tfs-suite, which exists only
-# in this workspace: the clients are TensorFlow Serving's code, run from there with
-# PYTHONPATH=SUITE/pyroot and never copied into the project). Work files and every log:
+# PYROOT is a directory holding TensorFlow Serving's tensorflow_serving/example/ (from a checkout
+# of its repository, with __init__.py files so that Python finds it next to the installed
+# tensorflow-serving-api): the clients are TensorFlow Serving's code, run from there with
+# PYTHONPATH=PYROOT and never copied into the project. Work files and every log:
 # $TFS_EXAMPLES_OUT (default /tmp/tfs-examples). About 3 minutes on 2 cores. Port 8501 must be
 # free: resnet_client.py posts to the fixed http://localhost:8501/v1/models/resnet:predict.
 #
@@ -25,8 +26,9 @@ set -euo pipefail
 ROOT=$PWD
 PY=$ROOT/.venv/bin/python
 SERVECTL=$ROOT/.venv/bin/servectl
-SUITE=$(cd "${1:-../shared/tfs-suite}" && pwd)
-EXAMPLES=$SUITE/pyroot/tensorflow_serving/example
+[ $# -ge 1 ] || { echo "usage: $0 PYROOT (a directory holding tensorflow_serving/example/)"; exit 2; }
+SUITE=$(cd "$1" && pwd)
+EXAMPLES=$SUITE/tensorflow_serving/example
 OUT=${TFS_EXAMPLES_OUT:-/tmp/tfs-examples}
 [ -x "$SERVECTL" ] || { echo "no $SERVECTL: run from the project root after make install"; exit 2; }
 [ -f "$EXAMPLES/mnist_client.py" ] || { echo "no example clients under $EXAMPLES"; exit 2; }
@@ -34,7 +36,7 @@ OUT=${TFS_EXAMPLES_OUT:-/tmp/tfs-examples}
   || { echo "port 8501 is in use; resnet_client.py can only reach localhost:8501"; exit 2; }
 rm -rf "$OUT"; mkdir -p "$OUT"
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
-CLIENT_ENV=(env PYTHONPATH="$SUITE/pyroot")
+CLIENT_ENV=(env PYTHONPATH="$SUITE")
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
@@ -61,7 +63,7 @@ stop() { kill "$SERVER"; wait "$SERVER" || true; }
 TF_NOISE='^WARNING: All log messages before absl|^[IWE][0-9]{4} [0-9:.]+ +[0-9]+ [a-z_]+\.cc:[0-9]+\]'
 client() {
   local log=$OUT/$1.log rc=0; shift
-  echo "\$ ${*#"$ROOT/.venv/bin/"}" | sed "s|$SUITE|SUITE|g" >&2
+  echo "\$ ${*#"$ROOT/.venv/bin/"}" | sed "s|$SUITE|PYROOT|g" >&2
   (cd "$OUT" && "${CLIENT_ENV[@]}" "$@") > "$log" 2>&1 || rc=$?
   grep -v -E "$TF_NOISE" "$log" || true
   return "$rc"
