@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from export.signatures import PREDICT_KEY
+from export.verify import run_signature
 from models.data import Arrays
 from serving.engine.servable import Servable
 from serving.engine.tflite_session import (
@@ -78,8 +79,6 @@ class TfliteRunner:
         flatbuffer = model if isinstance(model, bytes) else Path(model).read_bytes()
         session = TfLiteSession(flatbuffer, pool_size=1)
         self._servable = Servable("tflite", 0, Path(), "TFLite", session.signature_defs, session)
-        self.signature_defs = session.signature_defs
 
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
-        outputs = sorted(self._servable.signatures[PREDICT_KEY].outputs)
-        return self._servable.run(PREDICT_KEY, inputs, outputs)
+        return run_signature(self._servable, PREDICT_KEY, inputs)

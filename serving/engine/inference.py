@@ -45,40 +45,52 @@ def _dtype_name(value: np.ndarray) -> str:
     return "DT_" + codec.dtype_of_array(value).name.upper()
 
 
-def _signature_def(servable: Servable, name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
-    key = name or DEFAULT_SIGNATURE
-    if key not in servable.signatures:
-        raise invalid_argument(f"No signature was found with the name: {key}")
-    return key, servable.signature_defs[key]
+class _ExamplesJob:
+    """A classify or regress signature of one servable: the checks every ``PreProcess*`` starts
+    with, then one run feeding the examples to the signature's ``inputs`` tensor."""
 
+    KIND = METHOD = ""
+    input_tensor: str
+    output_tensors: list[str]
 
-def _input_tensor(signature: meta_graph_pb2.SignatureDef, kind: str) -> str:
-    if EXAMPLES_INPUT not in signature.inputs:
-        raise invalid_argument(f"No {kind} inputs found in SignatureDef: "
-                               f"{_debug_string(signature)}")
-    return signature.inputs[EXAMPLES_INPUT].name
-
-
-def _check_method(signature: meta_graph_pb2.SignatureDef, kind: str, method: str,
-                  check: bool) -> None:
-    if check and signature.method_name != method:
-        raise invalid_argument(f"Expected {kind} signature method_name to be {method}. Was: "
-                               f"{signature.method_name}")
-
-
-class ClassifyJob:
-    """A classification signature, checked as ``PreProcessClassification`` checks it."""
-
-    def __init__(self, servable: Servable, signature_name: str, check_method: bool = False):
+    def __init__(self, servable: Servable, signature_name: str, check_method: bool):
         self.servable = servable
-        self.key, sig = _signature_def(servable, signature_name)
-        _check_method(sig, "classification", CLASSIFY_METHOD, check_method)
+        self.key = signature_name or DEFAULT_SIGNATURE
+        if self.key not in servable.signatures:
+            raise invalid_argument(f"No signature was found with the name: {self.key}")
+        self.signature_def = sig = servable.signature_defs[self.key]
+        if check_method and sig.method_name != self.METHOD:
+            raise invalid_argument(f"Expected {self.KIND} signature method_name to be "
+                                   f"{self.METHOD}. Was: {sig.method_name}")
         if len(sig.inputs) != 1:
             raise invalid_argument("Expected one input Tensor.")
+
+    def _set_input(self) -> None:
+        if EXAMPLES_INPUT not in self.signature_def.inputs:
+            raise invalid_argument(f"No {self.KIND} inputs found in SignatureDef: "
+                                   f"{_debug_string(self.signature_def)}")
+        self.input_tensor = self.signature_def.inputs[EXAMPLES_INPUT].name
+
+    def result(self, examples: int, outputs: Outputs):
+        raise NotImplementedError
+
+    def run(self, examples: np.ndarray):
+        values = self.servable.run_tensors({self.input_tensor: examples}, self.output_tensors)
+        return self.result(len(examples), dict(zip(self.output_tensors, values, strict=True)))
+
+
+class ClassifyJob(_ExamplesJob):
+    """A classification signature, checked as ``PreProcessClassification`` checks it."""
+
+    KIND, METHOD = "classification", CLASSIFY_METHOD
+
+    def __init__(self, servable: Servable, signature_name: str, check_method: bool = False):
+        super().__init__(servable, signature_name, check_method)
+        sig = self.signature_def
         if len(sig.outputs) not in (1, 2):
             raise invalid_argument(f"Expected one or two output Tensors, found "
                                    f"{len(sig.outputs)}")
-        self.input_tensor = _input_tensor(sig, "classification")
+        self._set_input()
         self._classes = sig.outputs["classes"].name if "classes" in sig.outputs else None
         self._scores = sig.outputs["scores"].name if "scores" in sig.outputs else None
         if self._classes is None and self._scores is None:
@@ -110,23 +122,18 @@ class ClassifyJob:
                                    f"{classes.shape[1]} vs. {scores.shape[1]}")
         return classes, scores
 
-    def run(self, examples: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        values = self.servable.run_tensors({self.input_tensor: examples}, self.output_tensors)
-        return self.result(len(examples), dict(zip(self.output_tensors, values, strict=True)))
 
-
-class RegressJob:
+class RegressJob(_ExamplesJob):
     """A regression signature, checked as ``PreProcessRegression`` checks it."""
 
+    KIND, METHOD = "regression", REGRESS_METHOD
+
     def __init__(self, servable: Servable, signature_name: str, check_method: bool = False):
-        self.servable = servable
-        self.key, sig = _signature_def(servable, signature_name)
-        _check_method(sig, "regression", REGRESS_METHOD, check_method)
-        if len(sig.inputs) != 1:
-            raise invalid_argument("Expected one input Tensor.")
+        super().__init__(servable, signature_name, check_method)
+        sig = self.signature_def
         if len(sig.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
-        self.input_tensor = _input_tensor(sig, "regression")
+        self._set_input()
         if "outputs" not in sig.outputs:
             raise invalid_argument("No regression outputs found in SignatureDef: "
                                    f"{_debug_string(sig)}")
@@ -145,10 +152,6 @@ class RegressJob:
             raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: "
                                    f"{_dtype_name(values)}")
         return values.reshape(-1)
-
-    def run(self, examples: np.ndarray) -> np.ndarray:
-        values = self.servable.run_tensors({self.input_tensor: examples}, self.output_tensors)
-        return self.result(len(examples), dict(zip(self.output_tensors, values, strict=True)))
 
 
 Job = ClassifyJob | RegressJob
