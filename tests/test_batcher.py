@@ -1,4 +1,5 @@
-"""The batch scheduler on a real servable: merging, padding, routing, refusal, splitting."""
+"""The batch scheduler on a real servable: merging, padding, routing, refusal, splitting,
+cancellation, and what it tells the watchdog."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from serving.engine.batcher import (
 )
 from serving.engine.metrics import Metrics
 from serving.engine.servable import load_saved_model
+from serving.engine.watchdog import ModelRuns
 from serving.errors import ServingError
+from tests.conftest import wait_until
 from tests.model_builders import save_linear
 
 CONFIG = tf.compat.v1.ConfigProto()
@@ -43,7 +46,7 @@ def scheduler():
 
     def make(**kwargs) -> tuple[BatchScheduler, Metrics]:
         metrics = Metrics()
-        made.append(BatchScheduler(BatchingOptions(**kwargs), metrics))
+        made.append(BatchScheduler(BatchingOptions(**kwargs), metrics, ModelRuns(metrics)))
         return made[-1], metrics
     yield make
     for s in made:
@@ -107,7 +110,7 @@ def test_full_queue_is_refused_at_once(servables, scheduler):
     slow = servables["slow"]
     busy = {"x": np.array([1.0], np.float32), "work": np.array([4000], np.int32)}
     running = batcher.submit(slow, "serving_default", busy, ("y",))
-    time.sleep(0.2)  # the only batch thread is now busy with it
+    wait_until(running.running)  # the only batch thread is now busy with it
     queued = batcher.submit(slow, "serving_default", busy, ("y",))
     started = time.monotonic()
     with pytest.raises(ServingError) as refused:
@@ -147,3 +150,65 @@ def test_pure_helpers():
     # repeat the first row.
     assert merge(tasks, 3, pad_variable=True)["a"].tolist() == [[1, 2], [3, 3], [1, 2]]
     assert [r["y"].tolist() for r in split({"y": np.arange(4)}, tasks)] == [[0], [1]]
+
+
+def slow_inputs(work: int) -> dict:
+    return {"x": np.array([1.0], np.float32), "work": np.array([work], np.int32)}
+
+
+def processed_batches(metrics: Metrics) -> float:
+    name = ":tensorflow:serving:batching_session:processed_batch_size"
+    return sample_values(metrics, name)[f"{name}_count"]
+
+
+def test_a_cancelled_queued_task_leaves_its_queue_and_is_never_computed(servables, scheduler):
+    batcher, metrics = scheduler(max_batch_size=4, max_enqueued_batches=1,
+                                 batch_timeout_micros=60_000_000, num_batch_threads=1)
+    first = batcher.submit(servables["half"], "serving_default", x(1.0), ("y",))
+    assert batcher.queue_depth() == 1 and first.cancel()
+    assert batcher.queue_depth() == 0
+    # Its room is free again: four rows fit in the one batch the queue may hold.
+    rest = [batcher.submit(servables["half"], "serving_default", x(float(i)), ("y",))
+            for i in range(4)]
+    assert [f.result(10)["y"].tolist() for f in rest] == [[0.5 * i + 2] for i in range(4)]
+    assert processed_batches(metrics) == 1
+    assert sample_values(metrics, ":tensorflow:serving:batching_session:input_batch_size")[
+        ":tensorflow:serving:batching_session:input_batch_size_sum"] == 4
+
+
+def test_callers_gone_while_their_batch_runs_leave_the_thread_serving(servables, scheduler):
+    """The wedge of issue 12: futures cancelled while queued and while running used to make the
+    batch thread raise InvalidStateError and die."""
+    batcher, _ = scheduler(max_batch_size=64, batch_timeout_micros=1000, num_batch_threads=1)
+    slow = servables["slow"]
+    running = batcher.submit(slow, "serving_default", slow_inputs(2000), ("y",))
+    wait_until(running.running)
+    queued = [batcher.submit(slow, "serving_default", slow_inputs(10), ("y",)) for _ in range(64)]
+    assert not running.cancel()  # a running batch can no longer be cancelled
+    assert all(f.cancel() for f in queued)
+    assert running.result(60)["y"].tolist() == [1.0]
+    after = batcher.submit(servables["half"], "serving_default", x(2.0), ("y",))
+    assert after.result(10)["y"].tolist() == [3.0]
+    assert all(t.is_alive() for t in batcher.threads)
+
+
+def test_cancelling_a_split_task_cancels_its_queued_pieces(servables, scheduler):
+    batcher, metrics = scheduler(max_batch_size=4, enable_large_batch_splitting=True,
+                                 max_execution_batch_size=2, batch_timeout_micros=60_000_000,
+                                 num_batch_threads=1)
+    combined = batcher.submit(servables["half"], "serving_default", x(1, 2, 3, 4, 5), ("y",))
+    assert batcher.queue_depth() == 3 and combined.cancel()
+    assert batcher.queue_depth() == 0 and processed_batches(metrics) == 0
+
+
+def test_stall_is_reported_while_queued_work_sees_no_batch_run(servables, scheduler):
+    batcher, _ = scheduler(max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1)
+    slow = servables["slow"]
+    assert batcher.stall(time.monotonic(), 0.2) is None
+    running = batcher.submit(slow, "serving_default", slow_inputs(6000), ("y",))
+    wait_until(running.running)
+    waiting = batcher.submit(slow, "serving_default", slow_inputs(0), ("y",))
+    stall = wait_until(lambda: batcher.stall(time.monotonic(), 0.2), timeout=30)
+    assert stall.component == "batch_queue" and "no batch ran" in stall.reason
+    assert waiting.cancel() and batcher.stall(time.monotonic(), 0.2) is None
+    running.result(120)

@@ -15,17 +15,25 @@ set, row shape), so requests for different models, versions or signatures never 
 * A task larger than ``max_batch_size`` is refused with INVALID_ARGUMENT ``Task size N is larger
   than maximum input batch size M``, or split into ``max_execution_batch_size`` pieces with
   ``enable_large_batch_splitting``.
-* A task whose deadline passed while it queued is not computed (DEADLINE_EXCEEDED).
+* A task whose deadline passed while it queued is not computed (DEADLINE_EXCEEDED). A task whose
+  caller went away (its future cancelled: a cancelled RPC, a closed connection) leaves its queue
+  at once and is never computed; once its batch runs it can no longer be cancelled, and the
+  answer to a caller who left is dropped.
+
+Guarantee: no exception ends a batch thread; whatever fails is answered to the batch's callers.
+:meth:`BatchScheduler.stall` tells the watchdog when work waits and no batch moves.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import grpc
@@ -33,7 +41,10 @@ import numpy as np
 
 from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
+from serving.engine.watchdog import ModelRuns, Stall
 from serving.errors import ServingError, invalid_argument
+
+log = logging.getLogger(__name__)
 
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 THREAD_POOL_NAME = "model_server_batch_threads"
@@ -77,20 +88,24 @@ class BatchingOptions:
         return self.max_execution_batch_size or self.max_batch_size
 
 
-@dataclass
+@dataclass(eq=False)
+class Batch:
+    tasks: list[Task] = field(default_factory=list)
+    size: int = 0
+    closed: bool = False
+    taken: bool = False
+    """A batch thread took it: its tasks are no longer in a queue."""
+
+
+@dataclass(eq=False)
 class Task:
     inputs: Arrays
     size: int
     deadline: float | None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class Batch:
-    tasks: list[Task] = field(default_factory=list)
-    size: int = 0
-    closed: bool = False
+    queue: TaskQueue | None = None
+    batch: Batch | None = None
 
 
 class TaskQueue:
@@ -104,6 +119,14 @@ class TaskQueue:
 
     def oldest(self) -> float:
         return self.batches[0].tasks[0].enqueued
+
+    def remove(self, task: Task) -> None:
+        """Take a task out of its (not yet taken) batch; an emptied batch leaves the queue."""
+        batch = task.batch
+        batch.tasks.remove(task)
+        batch.size -= task.size
+        if not batch.tasks:
+            self.batches.remove(batch)
 
 
 def _rows(inputs: Arrays) -> int:
@@ -157,12 +180,14 @@ def split(outputs: Mapping[str, np.ndarray], tasks: list[Task]) -> list[dict[str
 class BatchScheduler:
     """The shared pool of batch threads and the queues it serves."""
 
-    def __init__(self, options: BatchingOptions, metrics: Metrics):
+    def __init__(self, options: BatchingOptions, metrics: Metrics, runs: ModelRuns):
         self.options = options
-        self._metrics = metrics
+        self._metrics, self._runs = metrics, runs
         self._lock = threading.Condition()
         self._queues: dict[tuple, TaskQueue] = {}
         self._stopping = False
+        self._last_progress = time.monotonic()
+        """When a batch thread last took or finished a batch."""
         self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
                          for i in range(options.num_batch_threads)]
         for thread in self._threads:
@@ -187,7 +212,19 @@ class BatchScheduler:
                 queue = self._queues[key] = TaskQueue(key, servable, signature_key, outputs)
             self._enqueue(queue, task)
             self._lock.notify()
+        task.future.add_done_callback(lambda _: self._forget_if_cancelled(task))
         return task.future
+
+    def _forget_if_cancelled(self, task: Task) -> None:
+        """A cancelled task leaves its queue now, so it holds no room and no batch runs for it."""
+        if not task.future.cancelled():
+            return
+        with self._lock:
+            if task.batch.taken:
+                return  # its batch thread drops it (set_running_or_notify_cancel)
+            task.queue.remove(task)
+            if not task.queue.batches and self._queues.get(task.queue.key) is task.queue:
+                del self._queues[task.queue.key]
 
     def _enqueue(self, queue: TaskQueue, task: Task) -> None:
         batches = queue.batches
@@ -203,6 +240,7 @@ class BatchScheduler:
             batches.append(batch)
         batch.tasks.append(task)
         batch.size += task.size
+        task.queue, task.batch = queue, batch
         if batch.size == self.options.max_batch_size:
             batch.closed = True
 
@@ -214,14 +252,22 @@ class BatchScheduler:
         combined: Future = Future()
 
         def done(_):
-            if all(p.done() for p in parts) and not combined.done():
-                errors = [p.exception() for p in parts if p.exception()]
+            with self._lock:  # parts finish on different batch threads: settle once
+                if not all(p.done() for p in parts) or combined.done():
+                    return
+                errors = [p.exception() for p in parts if not p.cancelled() and p.exception()]
                 if errors:
                     combined.set_exception(errors[0])
-                else:
+                elif not any(p.cancelled() for p in parts):
                     pieces = [p.result() for p in parts]
                     combined.set_result({k: np.concatenate([p[k] for p in pieces])
                                          for k in pieces[0]})
+
+        def cancel_parts(_):
+            if combined.cancelled():
+                for part in parts:
+                    part.cancel()
+        combined.add_done_callback(cancel_parts)
         for part in parts:
             part.add_done_callback(done)
         return combined
@@ -247,6 +293,20 @@ class BatchScheduler:
                 wait = due - now if wait is None else min(wait, due - now)
         return best, wait
 
+    def stall(self, now: float, bound_s: float) -> Stall | None:
+        """Work has waited past its batch timeout plus ``bound_s`` and no batch moved within
+        ``bound_s``; or a batch thread is gone."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self._stopping:
+            return Stall("thread", f"batch thread {', '.join(dead)} is not running")
+        with self._lock:
+            oldest = min((q.oldest() for q in self._queues.values() if q.batches), default=now)
+        waited, idle = now - oldest, now - self._last_progress
+        if waited > self.options.batch_timeout_micros / 1e6 + bound_s and idle > bound_s:
+            return Stall("batch_queue", f"a batch queue has held a request for {waited:.0f}s "
+                                        f"and no batch ran for {idle:.0f}s (bound {bound_s:g}s)")
+        return None
+
     def _work(self) -> None:
         while True:
             with self._lock:
@@ -258,15 +318,27 @@ class BatchScheduler:
                         break
                     self._lock.wait(wait)
                 batch = queue.batches.popleft()
+                batch.taken = True
                 if not queue.batches:
                     del self._queues[queue.key]
-            self._run(queue, batch)
+                self._last_progress = time.monotonic()
+            try:
+                self._run(queue, batch)
+            except Exception as e:  # noqa: BLE001 - a batch thread must outlive any batch
+                log.exception("batch of %s failed outside the model run", queue.servable.name)
+                _answer(batch.tasks, error=ServingError(grpc.StatusCode.INTERNAL,
+                                                        f"batch failed: {e}"))
+            finally:
+                self._last_progress = time.monotonic()
 
     def _run(self, queue: TaskQueue, batch: Batch) -> None:
         now = time.monotonic()
         live = []
         for task in batch.tasks:
+            if not task.future.set_running_or_notify_cancel():
+                continue  # the caller went away while it queued (counted by the service)
             if task.deadline is not None and task.deadline <= now:
+                self._metrics.abandoned.labels("deadline", "queued").inc()
                 task.future.set_exception(ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                                        "Deadline Exceeded"))
             else:
@@ -280,22 +352,17 @@ class BatchScheduler:
         try:
             merged = merge(live, target, self.options.pad_variable_length_inputs)
             servable = queue.servable
-            outputs = self._metrics.timed_run(servable.name, "Predict", servable.kind,
-                                              servable.run, queue.signature_key, merged,
-                                              list(queue.outputs))
+            outputs = self._runs.call(servable, "Predict", servable.run, queue.signature_key,
+                                      merged, list(queue.outputs))
             bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or len(v) != target]
             if bad:
                 raise invalid_argument(f"Batched output tensor {bad[0]} does not have the batch "
                                        f"size {target} as its 0th dimension")
-            for task, result in zip(live, split(outputs, live), strict=True):
-                task.future.set_result(result)
+            _answer(live, results=split(outputs, live))
         except ServingError as e:
-            for task in live:
-                task.future.set_exception(e)
+            _answer(live, error=e)
         except Exception as e:  # noqa: BLE001 - a failing batch must still answer every caller
-            error = ServingError(grpc.StatusCode.INTERNAL, f"batch failed: {e}")
-            for task in live:
-                task.future.set_exception(error)
+            _answer(live, error=ServingError(grpc.StatusCode.INTERNAL, f"batch failed: {e}"))
 
     def _record(self, tasks: list[Task], rows: int, target: int, now: float) -> None:
         metrics = self._metrics
@@ -306,9 +373,29 @@ class BatchScheduler:
         metrics.processed_batch_size.observe(target)
         metrics.padding_size.labels(str(target)).observe(target - rows)
 
-    def stop(self) -> None:
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the batch threads; a thread still in a run after ``timeout`` is left behind."""
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
         for thread in self._threads:
-            thread.join()
+            thread.join(timeout)
+
+
+def _answer(tasks: list[Task], results: list | None = None, error: Exception | None = None
+            ) -> None:
+    """Settle each task's future that is still open; a caller who went away is skipped. Never
+    raises: this is what keeps a batch thread alive whatever its callers did."""
+    for index, task in enumerate(tasks):
+        future = task.future
+        with contextlib.suppress(InvalidStateError, RuntimeError):
+            if not future.running() and not future.set_running_or_notify_cancel():
+                continue
+            if error is None:
+                future.set_result(results[index])
+            else:
+                future.set_exception(error)

@@ -62,7 +62,8 @@ class ServerCore:
 
 
 class ConfigFilePoller:
-    """Re-reads ``--model_config_file`` every N seconds; a bad file is logged and ignored."""
+    """Re-reads ``--model_config_file`` every N seconds; a bad file is logged (once) and
+    ignored. No failure ends the polling thread."""
 
     def __init__(self, core: ServerCore, path: str, interval_s: float,
                  applied: model_config.ModelServerConfig,
@@ -73,12 +74,18 @@ class ConfigFilePoller:
         self._core, self._path, self._interval_s = core, Path(path), interval_s
         self._applied, self._on_error = applied, on_error
         self._last_text: str | None = None
+        self._last_error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="config-poller", daemon=True)
 
     def start(self) -> None:
         if self._interval_s > 0:
             self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread (None when not polling), for the watchdog."""
+        return self._thread if self._interval_s > 0 else None
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -90,11 +97,19 @@ class ConfigFilePoller:
                 if config != self._applied:
                     self._core.reload_config(config)
                     log.info("applied new model config from %s", self._path)
-                self._applied, self._last_text = config, text
+                self._applied, self._last_text, self._last_error = config, text, ""
             except (OSError, UnicodeDecodeError, model_config.ConfigParseError,
                     ServingError) as e:
-                self._on_error()
-                log.error("keeping the current model config: %s", e)
+                self._failed(str(e))
+            except Exception as e:  # noqa: BLE001 - polling must outlive any one failure
+                self._failed(f"{type(e).__name__}: {e}")
+
+    def _failed(self, reason: str) -> None:
+        """Count every failed poll; log a reason once, not on every poll."""
+        self._on_error()
+        if reason != self._last_error:
+            log.error("keeping the current model config: %s", reason)
+            self._last_error = reason
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,7 +4,8 @@
 It only translates protos to service calls and errors to status codes (messages over 1024
 characters are cut and end with ``...TRUNCATED``, as ``model_servers/grpc_status_util.cc`` does).
 The health service reports SERVING, for the server and for both services (by full and by short
-name), only while every configured model has an AVAILABLE version.
+name), only while the engine is ready (:mod:`serving.engine.health`). A client that cancels
+its call, or closes its channel, cancels the handler: work still queued for it is dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from serving import codec
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall
 from serving.engine.core import ServerCore
+from serving.engine.health import Health
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -222,13 +224,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 class HealthReporter:
     """Keeps ``grpc.health.v1`` in step with readiness."""
 
-    def __init__(self, service: PredictionService):
+    def __init__(self, engine_health: Health):
         self.servicer = health.aio.HealthServicer()
-        self._service = service
+        self._health = engine_health
         self._serving: bool | None = None
 
-    async def update(self, shutting_down: bool = False) -> None:
-        serving = self._service.ready() and not shutting_down
+    async def update(self) -> None:
+        serving = self._health.not_ready() is None
         if serving != self._serving:
             status = health_pb2.HealthCheckResponse.SERVING if serving else \
                 health_pb2.HealthCheckResponse.NOT_SERVING

@@ -11,6 +11,8 @@ Contract (after TensorFlow Serving's ``AspiredVersionsManager``):
 * The request path (:meth:`Manager.handle`) reads one immutable :class:`ServingSnapshot` and never
   takes the manager's lock; loading never happens on the request path. A handle pins its servable
   for one request; an unload waits for pins to drain.
+* The worker thread never dies: a load or unload that fails in any way ends the version in END
+  with its error.
 """
 
 from __future__ import annotations
@@ -215,6 +217,11 @@ class Manager:
 
     # ---- the worker ----
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The worker, for the watchdog."""
+        return self._worker
+
     def stop(self) -> None:
         """Stop the worker and unload everything (waiting for requests in flight)."""
         with self._lock:
@@ -248,7 +255,14 @@ class Manager:
                 if kind == "unload":
                     self._publish()
             self._notify()
-            (self._load if kind == "load" else self._unload)(model, record)
+            try:
+                (self._load if kind == "load" else self._unload)(model, record)
+            except Exception as e:  # noqa: BLE001 - the worker must outlive any version
+                log.exception("%s of %s version %s failed", kind, model, record.version)
+                with self._lock:
+                    record.servable, record.state = None, State.END
+                    record.error = ServingError(grpc.StatusCode.UNKNOWN, f"{kind} failed: {e}")
+                    self._publish()
             self._notify()
 
     def _load(self, model: str, record: VersionRecord) -> None:

@@ -6,13 +6,15 @@ SavedModel loader). The page is rendered the way TensorFlow Serving renders it: 
 only, counters without prometheus-client's ``_total`` suffix, no ``_created`` series.
 
 Beyond TensorFlow Serving (prefix ``:platform:``): latency per signature and version, requests in
-flight (the autoscaling signal), batch queue depth, versions loaded per model.
+flight (the autoscaling signal), batch queue depth, versions loaded per model, requests whose
+caller went away (by reason and stage), and the watchdog's stalls (``serving/engine/watchdog.py``).
 
 One :class:`Metrics` object per server, on its own registry, so tests get a fresh one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -80,6 +82,12 @@ class Metrics:
         self.base_path_errors = Counter(f"{OURS}base_path_errors", "", ["model_name"],
                                         registry=r)
         self.config_reload_errors = Counter(f"{OURS}config_reload_errors", "", registry=r)
+        self.abandoned = Counter(f"{OURS}requests_abandoned", "", ["reason", "stage"],
+                                 registry=r)
+        """Requests whose caller went away (``reason``: cancelled, deadline); ``stage`` queued:
+        dropped before it was computed; running: computed, the answer discarded."""
+        self.stalled = Gauge(f"{OURS}stalled", "", ["component"], registry=r)
+        self.stalls = Counter(f"{OURS}stalls", "", ["component"], registry=r)
         self.refreshers: list[Callable[[], None]] = []
         """Called before each render, to set gauges read from elsewhere (manager, batcher)."""
 
@@ -98,6 +106,9 @@ class Metrics:
             yield served
         except ServingError as e:
             self.request_count.labels(model_name, e.code.name).inc()
+            raise
+        except asyncio.CancelledError:  # the caller went away
+            self.request_count.labels(model_name, grpc.StatusCode.CANCELLED.name).inc()
             raise
         except Exception:
             self.request_count.labels(model_name, grpc.StatusCode.INTERNAL.name).inc()

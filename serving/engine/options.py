@@ -98,6 +98,10 @@ class ServerOptions:
     """Serve REST over TLS too, with the --ssl_config_file key pair (not a TF Serving flag)."""
     admin_address: str = ""
     """host:port for /healthz, /readyz and metrics, instead of the REST port (not TF Serving)."""
+    stall_timeout_seconds: float = 60.0
+    """Liveness and readiness fail when a model run lasts longer, or queued work sees no batch
+    run for longer (serving/engine/watchdog.py); 0 turns the watchdog off (not a TF Serving
+    flag)."""
     grace_period_seconds: float = 30.0
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
     host: str = "0.0.0.0"

@@ -6,9 +6,13 @@ to the service, JSON out, errors as ``{"error": message}`` with the HTTP status 
 TensorFlow Serving's libevent server answers.
 
 Health (not in TensorFlow Serving, whose status endpoint answers 200 even with nothing loaded):
-``GET /healthz`` is liveness (200 while the process serves HTTP), ``GET /readyz`` is readiness
-(200 only when every configured model has an AVAILABLE version, 503 otherwise and while
-shutting down).
+``GET /healthz`` is liveness (200 while the engine makes progress, 503 with the reason once the
+watchdog finds it stalled), ``GET /readyz`` is readiness (200 only when alive and every
+configured model has an AVAILABLE version, 503 with the reason otherwise and while shutting
+down); see :mod:`serving.engine.health`.
+
+A client that closes its connection cancels its request (aiohttp's ``handler_cancellation``): a
+request still queued for a batch or the model executor is dropped, not computed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aiohttp import http_exceptions, web
 from serving import codec, codec_examples
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall, Served
+from serving.engine.health import Health
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -95,14 +100,13 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 class RestApi:
     """aiohttp handlers over one :class:`PredictionService`."""
 
-    def __init__(self, service: PredictionService, timeout_ms: int, cors: bool = False,
-                 metrics_path: str | None = None):
-        self._service = service
+    def __init__(self, service: PredictionService, health: Health, timeout_ms: int,
+                 cors: bool = False, metrics_path: str | None = None):
+        self._service, self._health = service, health
         self._metrics_path = metrics_path
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
         self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
         self._max_body_bytes = 0  # set by app(); 0 is no limit, as for aiohttp
-        self.shutting_down = False
 
     def app(self, max_body_bytes: int, with_admin: bool = True) -> web.Application:
         """The REST API; health and metrics too unless they live on an admin address."""
@@ -125,11 +129,16 @@ class RestApi:
 
     def _admin(self, request: web.Request) -> web.Response | None:
         if request.path == LIVENESS_PATH:
+            stalled = self._health.not_alive()
+            if stalled:
+                return web.json_response({"status": "stalled", "reason": stalled}, status=503)
             return web.json_response({"status": "alive"})
         if request.path == READINESS_PATH:
-            ready = self._service.ready() and not self.shutting_down
-            return web.json_response({"status": "ready" if ready else "not ready"},
-                                     status=200 if ready else 503)
+            not_ready = self._health.not_ready()
+            if not_ready:
+                return web.json_response({"status": "not ready", "reason": not_ready},
+                                         status=503)
+            return web.json_response({"status": "ready"})
         if request.path == self._metrics_path:  # any method, as TensorFlow Serving
             return web.Response(body=self._service.metrics.render(),
                                 headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -263,8 +272,10 @@ async def start(app: web.Application, host: str, port: int, grace_s: float,
     """Serve ``app`` on ``host:port`` (TLS with ``ssl_context``); returns the runner."""
     _quiet_malformed_requests()
     # auto_decompress=False: RestApi._body gunzips as TensorFlow Serving does (gzip only).
+    # handler_cancellation: a client that hangs up cancels its handler (see the module doc).
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=grace_s, auto_decompress=False)
+                           shutdown_timeout=grace_s, auto_decompress=False,
+                           handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True,
                       ssl_context=ssl_context).start()

@@ -4,7 +4,8 @@ Start-up: both front ends listen at once (liveness answers, readiness says "not 
 initial config loads; if a configured model cannot become available the process prints
 ``Failed to start server. Error: ...`` and exits 255, as ``tensorflow_model_server`` does.
 SIGTERM/SIGINT: readiness and gRPC health turn NOT_SERVING, both front ends stop accepting and
-finish requests in flight (bounded by ``--grace_period_seconds``), versions unload, exit 0.
+finish requests in flight (bounded by ``--grace_period_seconds``), versions unload, exit 0. A
+model run that never returns does not hold the exit: the process leaves without it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uvloop
 from serving.engine import grpc_api, rest, tls
 from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
+from serving.engine.health import Health
 from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
@@ -31,6 +33,7 @@ from serving.engine.options import ServerOptions
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
+from serving.engine.watchdog import ModelRuns, Watchdog
 from serving.errors import ServingError
 
 log = logging.getLogger("serving")
@@ -59,7 +62,8 @@ class EngineServer:
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
                                            thread_name_prefix="model")
-        self.batcher = BatchScheduler(settings.batching, self.metrics) \
+        self.runs = ModelRuns(self.metrics)
+        self.batcher = BatchScheduler(settings.batching, self.metrics, self.runs) \
             if settings.batching else None
         self.manager = Manager(make_loader(options, self.metrics), options.max_num_load_retries,
                                options.load_retry_interval_micros / 1e6,
@@ -69,12 +73,17 @@ class EngineServer:
             on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
         self.core = ServerCore(self.manager, self.source,
                                options.allow_version_labels_for_unavailable_models)
-        self.service = PredictionService(self.manager, self.executor,
+        self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
                                          options.enable_signature_method_name_check)
         self.metrics.refreshers.append(self._refresh_gauges)
-        self.health = grpc_api.HealthReporter(self.service)
-        self.rest_api = rest.RestApi(self.service, options.rest_api_timeout_in_ms,
+        self.watchdog = Watchdog(options.stall_timeout_seconds, self.metrics,
+                                 [self.runs.stall, *([self.batcher.stall] if self.batcher else [])])
+        self.watchdog.watch_threads(self.manager.thread)
+        self.engine_health = Health(self.service.ready, self.watchdog)
+        self.health = grpc_api.HealthReporter(self.engine_health)
+        self.rest_api = rest.RestApi(self.service, self.engine_health,
+                                     options.rest_api_timeout_in_ms,
                                      options.rest_api_enable_cors_support,
                                      settings.metrics_path)
         self.stopping = asyncio.Event()
@@ -135,6 +144,7 @@ class EngineServer:
 
     async def _initial_load(self) -> int:
         self.source.start()  # polls while the initial load waits for versions to appear
+        self.watchdog.watch_threads(self.source.thread)
         try:
             await asyncio.to_thread(self.core.reload_config, self.model_config)
         except ServingError as e:
@@ -149,15 +159,16 @@ class EngineServer:
                                            applied=self.model_config,
                                            on_error=self.metrics.config_reload_errors.inc)
             self.poller.start()
+            self.watchdog.watch_threads(self.poller.thread)
         log.info("all configured models are available")
         return 0
 
     async def _shutdown(self, grpc_server, runners, health_task) -> None:
         log.info("shutting down: draining requests in flight")
-        self.rest_api.shutting_down = True
+        self.engine_health.shutting_down = self.watchdog.stopping = True
         self.stopping.set()
         await health_task
-        await self.health.update(shutting_down=True)
+        await self.health.update()
         stops = [grpc_server.stop(self.options.grace_period_seconds),
                  *(rest.stop(runner) for runner in runners)]
         await asyncio.gather(*stops)
@@ -166,8 +177,8 @@ class EngineServer:
             self.poller.stop()
         await asyncio.to_thread(self.manager.stop)
         if self.batcher:
-            self.batcher.stop()
-        self.executor.shutdown(wait=True)
+            self.batcher.stop(self.options.grace_period_seconds)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def run(settings: EngineSettings) -> int:
@@ -175,5 +186,13 @@ def run(settings: EngineSettings) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _configure_tensorflow(settings.options)
+    server = EngineServer(settings)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(EngineServer(settings).run())
+        status = runner.run(server.run())
+    stuck = server.runs.in_flight()
+    if stuck:  # a thread in a model run that never returns would hold the interpreter's exit
+        log.error("exiting with %d model run(s) that never returned", stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(status)
+    return status

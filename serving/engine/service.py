@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 import grpc
 import numpy as np
@@ -34,6 +34,7 @@ from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
 from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, SignatureInfo
+from serving.engine.watchdog import ModelRuns
 from serving.errors import ServingError, invalid_argument
 
 Inputs = dict[str, np.ndarray]
@@ -108,10 +109,10 @@ def _output_names(signature: SignatureInfo, output_filter: tuple[str, ...]) -> l
 class PredictionService:
     """Predict, Classify, Regress, MultiInference, metadata and status over the manager."""
 
-    def __init__(self, manager: Manager, executor: Executor,
+    def __init__(self, manager: Manager, executor: Executor, runs: ModelRuns,
                  configured_models: Callable[[], list[str]], metrics: Metrics,
                  batcher: BatchScheduler | None = None, check_method_names: bool = False):
-        self._manager = manager
+        self._manager, self._runs = manager, runs
         self._check_methods = check_method_names
         """``--enable_signature_method_name_check``."""
         self._executor = executor
@@ -134,20 +135,33 @@ class PredictionService:
         self._refuse_while_starting()
         return self._manager.handle(spec.name, spec.version, spec.label)
 
-    async def _await(self, future, deadline: float | None):
-        """Await a model run; DEADLINE_EXCEEDED once ``deadline`` passes."""
-        if deadline is None:
-            return await future
+    async def _await(self, future: Future, deadline: float | None):
+        """Await a model run; DEADLINE_EXCEEDED once ``deadline`` passes.
+
+        When the caller goes away (its task is cancelled: a cancelled RPC, a closed connection)
+        or its deadline passes, the run is cancelled: dropped if it has not started, its answer
+        discarded if it has; either way counted in ``:platform:requests_abandoned``.
+        """
+        waiter = asyncio.wrap_future(future)
         try:
-            return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0))
+            if deadline is None:
+                return await waiter
+            return await asyncio.wait_for(waiter, max(deadline - time.monotonic(), 0))
         except TimeoutError:
+            self._abandon(future, "deadline")
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except asyncio.CancelledError:
+            self._abandon(future, "cancelled")
+            raise
+
+    def _abandon(self, future: Future, reason: str) -> None:
+        stage = "queued" if future.cancel() else "running"
+        self.metrics.abandoned.labels(reason, stage).inc()
 
     async def _run(self, servable: Servable, api: str, fn: Callable, *args,
                    deadline: float | None = None):
-        """Run ``fn`` on the model executor (never on the event loop), timed as runtime."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.metrics.timed_run, servable.name, api, servable.kind, fn, *args)
+        """Run ``fn`` on the model executor (never on the event loop), timed and watched."""
+        future = self._executor.submit(self._runs.call, servable, api, fn, *args)
         return await self._await(future, deadline)
 
     async def _predict_outputs(self, servable: Servable, signature: SignatureInfo,
@@ -156,7 +170,7 @@ class PredictionService:
             return await self._run(servable, "Predict", servable.run, signature.key, inputs,
                                    outputs, deadline=deadline)
         future = self._batcher.submit(servable, signature.key, inputs, tuple(outputs), deadline)
-        return await self._await(asyncio.wrap_future(future), deadline)
+        return await self._await(future, deadline)
 
     async def predict(self, call: PredictCall) -> PredictResult:
         spec = call.spec

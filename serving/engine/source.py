@@ -92,9 +92,17 @@ class FileSystemSource:
             self._thread = threading.Thread(target=self._loop, name="source", daemon=True)
             self._thread.start()
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread (None when not polling), for the watchdog."""
+        return self._thread
+
     def _loop(self) -> None:
         while not self._stop.wait(self._poll_seconds):
-            self.poll()
+            try:
+                self.poll()
+            except Exception as e:  # noqa: BLE001 - polling must outlive any one failure
+                self._warn_once("", f"polling the base paths failed: {type(e).__name__}: {e}")
 
     def stop(self) -> None:
         self._stop.set()

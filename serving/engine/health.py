@@ -1,0 +1,34 @@
+"""The one answer to "alive?" and "ready?", given by the REST probes and ``grpc.health.v1`` alike.
+
+* Alive (``/healthz``): the engine makes progress (:mod:`serving.engine.watchdog`). A stalled
+  engine fails liveness so that Kubernetes restarts it; one whose event loop is blocked cannot
+  answer at all, which fails the probe too.
+* Ready (``/readyz``, gRPC SERVING): alive, not shutting down, and every configured model has an
+  AVAILABLE version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from serving.engine.watchdog import Watchdog
+
+
+class Health:
+    def __init__(self, models_available: Callable[[], bool], watchdog: Watchdog):
+        self._models_available, self._watchdog = models_available, watchdog
+        self.shutting_down = False
+
+    def not_alive(self) -> str | None:
+        """Why liveness fails, or None."""
+        stall = self._watchdog.check()
+        return stall.reason if stall else None
+
+    def not_ready(self) -> str | None:
+        """Why readiness fails, or None."""
+        if self.shutting_down:
+            return "shutting down"
+        stalled = self.not_alive()
+        if stalled:
+            return stalled
+        return None if self._models_available() else "not every configured model is available"
