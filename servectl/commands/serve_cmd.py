@@ -18,7 +18,8 @@ from servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
 EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host", "--workers",
-                       "--rest_api_enable_ssl", "--admin_address", "--rest_api_max_body_bytes")
+                       "--rest_api_enable_ssl", "--admin_address", "--rest_api_max_body_bytes",
+                       "--stall_timeout_seconds")
 
 EXAMPLE = """examples:
   servectl serve --rest_api_port=8501 --model_name=digits_cnn \\

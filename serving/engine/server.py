@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -181,10 +182,19 @@ class EngineServer:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _raise_open_file_limit() -> None:
+    """Every connection is a descriptor: take the hard limit, not the (often 1024) soft one,
+    so that thousands of idle clients cannot starve the others of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(settings: EngineSettings) -> int:
     """Run the engine until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _raise_open_file_limit()
     _configure_tensorflow(settings.options)
     server = EngineServer(settings)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
