@@ -43,6 +43,28 @@ def wait_until(check, timeout: float = 30, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+METRICS_PATH = "/monitoring/prometheus/metrics"
+"""TensorFlow Serving's default metrics path (``prometheus_config { enable: true }``)."""
+MONITORING_CONFIG = "prometheus_config { enable: true }\n"
+
+
+def monitoring_flag(folder) -> str:
+    """``--monitoring_config_file`` for a file written in ``folder``: metrics on."""
+    path = folder / "monitoring.config"
+    path.write_text(MONITORING_CONFIG)
+    return f"--monitoring_config_file={path}"
+
+
+def metric(rest_url: str, prefix: str) -> float:
+    """The sum of the samples on an engine's metrics page whose line starts with ``prefix``."""
+    import urllib.request
+
+    with urllib.request.urlopen(rest_url + METRICS_PATH, timeout=5) as response:
+        page = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith(prefix))
+
+
 MODELS_CONFIG = """model_config_list {{
 {entries}}}
 """

@@ -50,7 +50,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from servectl.engine_process import EngineProcess
 from serving.errors import http_status
-from tests.conftest import models_config
+from tests.conftest import models_config, wait_until
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 PRIVATE_MAX_MESSAGE_BYTES = 1 << 20
@@ -425,8 +425,7 @@ def test_malformed_http_is_logged_as_one_warning_line(engine):
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
         assert sock.recv(100).split(b" ", 2)[1] == b"400"
     _rest_still_serves(engine)
-    time.sleep(0.2)
-    log = engine.log()[start:]
+    log = wait_until(lambda: "refused a malformed" in (text := engine.log()[start:]) and text)
     assert "WARNING" in log and "refused a malformed HTTP request from 127.0.0.1" in log, log
     assert not _internal_errors(log)
 

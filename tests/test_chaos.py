@@ -35,10 +35,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from servectl.engine_process import EngineProcess
 from serving import codec
-from tests.conftest import wait_until
+from tests.conftest import metric, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 
-METRICS_PATH = "/monitoring/prometheus/metrics"
 # The batching of issue 12's wedge: two batch threads, batches of up to 64.
 WEDGE_BATCHING = """max_batch_size { value: 64 }
 batch_timeout_micros { value: 1000 }
@@ -112,13 +111,6 @@ def grpc_health(chaos: Chaos) -> int:
     return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
 
 
-def metric(engine: EngineProcess, prefix: str) -> float:
-    with urllib.request.urlopen(engine.rest_url + METRICS_PATH, timeout=5) as response:
-        page = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
-               if line.startswith(prefix))
-
-
 def assert_recovered(chaos: Chaos, case: str, **figures) -> None:
     """Truthful health and normal answers at normal latency, right after the chaos."""
     engine = chaos.engine
@@ -140,16 +132,15 @@ def assert_recovered(chaos: Chaos, case: str, **figures) -> None:
 
 
 def abandoned(engine: EngineProcess) -> float:
-    return metric(engine, ":platform:requests_abandoned")
+    return metric(engine.rest_url, ":platform:requests_abandoned")
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["batching", "no_batching"])
 def chaos(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("chaos")
     save_linear(folder / "linear" / "1", a=1.0, b=0.0)
-    (folder / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     flags = ["--model_name=linear", f"--model_base_path={folder / 'linear'}",
-             f"--monitoring_config_file={folder / 'monitoring.config'}"]
+             monitoring_flag(folder)]
     if request.param:
         (folder / "batching.config").write_text(WEDGE_BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={folder / 'batching.config'}"]
@@ -309,11 +300,11 @@ def _run_tool(argv: list[str], engine: EngineProcess, stop_signal: int | None,
     ``wait_for_requests`` requests, i.e. in the middle of the run."""
     if stop_signal is None:
         return subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    before = metric(engine, ":tensorflow:serving:request_count")
+    before = metric(engine.rest_url, ":tensorflow:serving:request_count")
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:
-        wait_until(lambda: metric(engine, ":tensorflow:serving:request_count") - before
+        wait_until(lambda: metric(engine.rest_url, ":tensorflow:serving:request_count") - before
                    >= wait_for_requests, timeout=60)
     finally:
         _kill_group(process, stop_signal)

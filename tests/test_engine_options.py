@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,20 +151,40 @@ def test_session_runner_answers_like_the_tf2_function(test_models, model, inputs
         function(**{k: tf.constant(v) for k, v in inputs.items()})[output].numpy())
 
 
-def test_workers_share_the_ports_and_stop_together(tmp_path):
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it exited meanwhile
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_workers_share_the_ports_stop_together_and_a_dead_one_is_restarted(tmp_path):
     save_scale(tmp_path / "scale" / "1", 2.0)
     engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
                            "--workers=2").start()
+    ready = "all configured models are available"
     try:
         # Both workers must have loaded before the pool counts as up; /readyz answers from
         # whichever worker the kernel picks, so wait on both workers' own words instead.
-        wait_until(lambda: engine.log().count("all configured models are available") == 2,
-                   timeout=180)
+        wait_until(lambda: engine.log().count(ready) == 2, timeout=180)
         answers = {json.dumps(predict_rest(engine, "scale", [float(i)])) for i in range(40)}
         assert answers == {json.dumps({"predictions": [2.0 * i]}) for i in range(40)}
+        workers = children(engine.process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+        wait_until(lambda: engine.log().count(ready) == 3, timeout=180)
+        assert f"worker {workers[0]} died (signal SIGKILL); restarting it in 1s" in engine.log()
+        assert predict_rest(engine, "scale", [1.0]) == {"predictions": [2.0]}
     finally:
         assert engine.stop() == 0, engine.log()
-    assert engine.log().count("Exporting HTTP/REST API") == 2
+    assert engine.log().count("Exporting HTTP/REST API") == 3
 
 
 def test_tensorflow_model_server_flags_without_effect_here_are_accepted_and_named(tmp_path):

@@ -12,11 +12,9 @@ import time
 import pytest
 
 from servectl.engine_process import EngineProcess
-from tests.conftest import models_config, wait_until
+from tests.conftest import metric, models_config, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 from tests.test_lifecycle import http, predict, statuses
-
-METRICS = "/monitoring/prometheus/metrics"
 
 
 @pytest.fixture
@@ -24,23 +22,14 @@ def engine(tmp_path):
     base = tmp_path / "linear"
     save_linear(base / "1", a=1.0, b=0.0)
     save_linear(base / "2", a=2.0, b=0.0)
-    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     config = tmp_path / "models.config"
     config.write_text(models_config({"linear": base}))
     server = EngineProcess(f"--model_config_file={config}",
                            "--model_config_file_poll_wait_seconds=1",
                            "--file_system_poll_wait_seconds=1",
-                           f"--monitoring_config_file={tmp_path / 'monitoring.config'}").start()
+                           monitoring_flag(tmp_path)).start()
     yield server, base, config
     assert server.stop() == 0, server.log()
-
-
-def metric(engine: EngineProcess, name: str) -> float:
-    import urllib.request
-
-    page = urllib.request.urlopen(engine.rest_url + METRICS, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
-               if line.startswith(name))
 
 
 class Load:
@@ -80,7 +69,7 @@ def test_version_deleted_while_serving_falls_back_without_failures(engine):
 def test_garbage_config_file_keeps_the_current_config_then_recovers(engine):
     server, base, config = engine
     config.write_text("model_config_list { this is not a config")
-    wait_until(lambda: metric(server, ":platform:config_reload_errors") >= 1, timeout=15)
+    wait_until(lambda: metric(server.rest_url, ":platform:config_reload_errors") >= 1, timeout=15)
     assert "keeping the current model config" in server.log()
     assert predict(server, 1.0) == (200, {"outputs": [2.0]})
     config.write_text(models_config({"linear": base}, labels={"linear": {"stable": 2}}))
@@ -111,7 +100,7 @@ def test_model_directory_gone_keeps_serving_and_recovers(engine, tmp_path):
     moved = tmp_path / "moved-away"
     with Load(server) as load:
         base.rename(moved)
-        wait_until(lambda: metric(server, ":platform:base_path_errors") >= 1, timeout=15)
+        wait_until(lambda: metric(server.rest_url, ":platform:base_path_errors") >= 1, timeout=15)
         time.sleep(2)  # two more polls: the serving version must survive them
     assert load.failures == [] and predict(server, 1.0)[1] == {"outputs": [2.0]}
     assert "Could not find base path" in server.log()

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from servectl.engine_process import EngineProcess
-from tests.conftest import models_config, wait_until
+from tests.conftest import metric, models_config, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 
 POLL_S = 1
+IN_FLIGHT = ':platform:requests_in_flight{entrypoint="REST"}'
 SLOW_WORK = 6000  # rounds of a 256x256 matmul: a few seconds on 2 cores
 
 
@@ -56,7 +57,8 @@ def engine_for(tmp_path):
             path = tmp_path / "models.config"
             path.write_text(config)
             flags = (f"--model_config_file={path}", *flags)
-        engine = EngineProcess(f"--file_system_poll_wait_seconds={POLL_S}", *flags)
+        engine = EngineProcess(f"--file_system_poll_wait_seconds={POLL_S}",
+                               monitoring_flag(tmp_path), *flags)
         started.append(engine)
         return engine.start(wait=wait)
     yield start
@@ -162,7 +164,7 @@ def slow_request(engine: EngineProcess, x: float) -> tuple[threading.Thread, dic
         result.update(answer=answer, finished=time.monotonic())
     thread = threading.Thread(target=send)
     thread.start()
-    time.sleep(0.3)  # let it reach the model
+    wait_until(lambda: metric(engine.rest_url, IN_FLIGHT) >= 1)  # it reached the engine
     return thread, result
 
 
@@ -179,7 +181,8 @@ def test_request_in_flight_across_a_swap_completes_on_its_version(engine_for, mo
 
 
 def test_sigterm_finishes_requests_in_flight_then_exits_0(model_dir):
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={model_dir}").start()
+    engine = EngineProcess("--model_name=linear", f"--model_base_path={model_dir}",
+                           monitoring_flag(model_dir.parent)).start()
     slow, result = slow_request(engine, 2.0)
     started = time.monotonic()
     assert engine.stop() == 0, engine.log()

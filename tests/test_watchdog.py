@@ -19,9 +19,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from servectl.engine_process import EngineProcess
 from serving.engine.metrics import Metrics
 from serving.engine.watchdog import ModelRuns, Stall, Watchdog
-from tests.conftest import wait_until
+from tests.conftest import metric, monitoring_flag, wait_until
 from tests.model_builders import save_linear
-from tests.test_chaos import metric, predict_request
+from tests.test_chaos import predict_request
 
 STUCK_WORK = 12_000      # rounds of a 256x256 matmul: several seconds, far past the bound
 NEVER_RETURNS = 2**31 - 1
@@ -44,9 +44,8 @@ def grpc_serving(engine: EngineProcess) -> bool:
 @pytest.fixture
 def watched(tmp_path):
     save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
-    (tmp_path / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     engine = EngineProcess("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
-                           f"--monitoring_config_file={tmp_path / 'monitoring.config'}",
+                           monitoring_flag(tmp_path),
                            "--stall_timeout_seconds=1", "--grace_period_seconds=1").start()
     yield engine
     engine.stop()
@@ -73,14 +72,14 @@ def test_a_stuck_model_run_fails_health_with_its_reason_then_recovers(watched):
     assert ready_status == 503
     assert ready["reason"].startswith("a model run (linear version 1 Predict)")
     wait_until(lambda: not grpc_serving(watched), timeout=10)
-    assert metric(watched, ':platform:stalled{component="model_run"}') == 1
+    assert metric(watched.rest_url, ':platform:stalled{component="model_run"}') == 1
     assert "the engine is stalled, health now fails: a model run" in watched.log()
     caller.join(300)
     wait_until(lambda: health(watched, "/healthz")[0] == 200 and grpc_serving(watched),
                timeout=30)
     assert health(watched, "/readyz")[0] == 200
-    assert metric(watched, ':platform:stalled{component="model_run"}') == 0
-    assert metric(watched, ':platform:stalls{component="model_run"}') == 1
+    assert metric(watched.rest_url, ':platform:stalled{component="model_run"}') == 0
+    assert metric(watched.rest_url, ':platform:stalls{component="model_run"}') == 1
     assert "the engine makes progress again" in watched.log()
 
 
