@@ -326,10 +326,12 @@ def test_h2load_stopped_in_the_middle_of_a_run(chaos, tmp_path, stop):
     body = tmp_path / "predict.grpc"
     body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)  # gRPC framing
     signum = {"SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}.get(stop)
+    before = abandoned(engine)
     result = _run_tool(_h2load_argv(engine, body, 3 if signum is None else 60), engine, signum)
     if result is not None:
         assert "succeeded" in result.stdout, result.stdout + result.stderr
-    assert_recovered(chaos, f"h2load (gRPC) stopped: {stop}")
+    assert_recovered(chaos, f"h2load (gRPC) stopped: {stop}",
+                     abandoned=abandoned(engine) - before)
 
 
 @pytest.mark.parametrize("stop", ["window ends", "SIGKILL"])
@@ -339,12 +341,14 @@ def test_wrk_stopped_in_the_middle_of_a_run(chaos, tmp_path, stop):
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = '{rest_body(work=BUSY_WORK).decode()}'\n")
     signum = signal.SIGKILL if stop == "SIGKILL" else None
+    before = abandoned(engine)
     argv = ["wrk", "-t2", "-c64", f"-d{3 if signum is None else 60}s", "-s", str(script),
             f"{engine.rest_url}/v1/models/linear:predict"]
     result = _run_tool(argv, engine, signum)
     if result is not None:
         assert "requests in" in result.stdout, result.stdout + result.stderr
-    assert_recovered(chaos, f"wrk (REST) stopped: {stop}")
+    assert_recovered(chaos, f"wrk (REST) stopped: {stop}",
+                     abandoned=abandoned(engine) - before)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -354,5 +358,7 @@ def test_locust_stopped_in_the_middle_of_a_run(chaos, tmp_path, stop):
     argv = [sys.executable, "-m", "servectl.cli", "loadtest", "--model", "linear",
             "--rest", engine.rest_url, "--grpc", engine.grpc_target, "--users", "16",
             "--duration", "60s", "--out", str(tmp_path / "locust")]
+    before = abandoned(engine)
     _run_tool(argv, engine, stop)
-    assert_recovered(chaos, f"Locust (REST + gRPC) stopped: {stop.name}")
+    assert_recovered(chaos, f"Locust (REST + gRPC) stopped: {stop.name}",
+                     abandoned=abandoned(engine) - before)
