@@ -3,6 +3,7 @@ readiness probe and stopped with SIGTERM. Used by the tests, the benchmarks and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,6 +23,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 class LoopbackPorts:
@@ -59,8 +73,19 @@ class EngineProcess(LoopbackPorts):
                                          *self.flags], stdout=self._log,
                                         stderr=subprocess.STDOUT, env=env)
         if wait:
-            self.wait_for(f"/{'readyz' if wait == 'ready' else 'healthz'}", timeout)
+            try:
+                self.wait_for(f"/{'readyz' if wait == 'ready' else 'healthz'}", timeout)
+            except BaseException:
+                self.kill()  # an engine that never came up must not outlive its caller
+                raise
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the engine and, with ``--workers``, the workers it started."""
+        for pid in (*children(self.process.pid), self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
     def wait_for(self, path: str, timeout: float = 120) -> None:
         """Poll ``path`` until it answers 200; fail with the log if the process dies."""
@@ -90,6 +115,5 @@ class EngineProcess(LoopbackPorts):
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
         return self.process.returncode

@@ -9,7 +9,6 @@ import signal
 import stat
 import sys
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from export.tflite import TFLITE_FILE, convert
-from servectl.engine_process import EngineProcess
+from servectl.engine_process import EngineProcess, children
 from serving import codec
 from tests.conftest import run_servectl, wait_until
 from tests.model_builders import save_module
@@ -149,20 +148,6 @@ def test_session_runner_answers_like_the_tf2_function(test_models, model, inputs
     np.testing.assert_array_equal(
         servable.run("serving_default", inputs, [output])[output],
         function(**{k: tf.constant(v) for k, v in inputs.items()})[output].numpy())
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # it exited meanwhile
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def test_workers_share_the_ports_stop_together_and_a_dead_one_is_restarted(tmp_path):
