@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -55,7 +55,7 @@ class Chaos:
     batching: bool
     baseline_s: float = 0.0
     """Median latency of a normal request before any chaos."""
-    stub: object = field(default=None)
+    stub: object = None
 
 
 def predict_request(work: int = 0, x: float = 1.0) -> predict_pb2.PredictRequest:
@@ -88,8 +88,9 @@ def grpc_predict(chaos: Chaos, timeout: float = 10) -> float:
 
 
 def median_latency(chaos: Chaos, count: int = 10) -> float:
-    return statistics.median(f(chaos) for _ in range(count)
-                             for f in (lambda c: rest_predict(c.engine), grpc_predict))
+    """Of ``count`` REST and ``count`` gRPC predicts, alternating."""
+    return statistics.median(latency for _ in range(count)
+                             for latency in (rest_predict(chaos.engine), grpc_predict(chaos)))
 
 
 def normal_bound(baseline_s: float) -> float:

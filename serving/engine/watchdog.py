@@ -48,13 +48,12 @@ class ModelRuns:
     def __init__(self, metrics: Metrics):
         self._metrics = metrics
         self._tokens = itertools.count()
-        self._running: dict[int, tuple[float, str]] = {}
+        self._running: dict[int, tuple[float, object, str]] = {}
 
     def call(self, servable, api: str, fn: Callable, *args):
         """``fn(*args)`` for ``servable``, timed and tracked."""
         token = next(self._tokens)
-        self._running[token] = (time.monotonic(), f"{servable.name} version {servable.version} "
-                                                  f"{api}")
+        self._running[token] = (time.monotonic(), servable, api)  # described only if stuck
         try:
             return self._metrics.timed_run(servable.name, api, servable.kind, fn, *args)
         finally:
@@ -64,9 +63,11 @@ class ModelRuns:
         return len(self._running)
 
     def stall(self, now: float, bound_s: float) -> Stall | None:
-        started, what = min(self._running.copy().values(), default=(now, ""))
+        started, servable, api = min(self._running.copy().values(), key=lambda run: run[0],
+                                     default=(now, None, ""))
         if now - started > bound_s:
-            return Stall("model_run", f"a model run ({what}) has been running for "
+            return Stall("model_run", f"a model run ({servable.name} version "
+                                      f"{servable.version} {api}) has been running for "
                                       f"{now - started:.0f}s (bound {bound_s:g}s)")
         return None
 
