@@ -6,7 +6,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 
-DEBIAN_PACKAGES := prometheus nginx
+# package:command pairs. wrk and h2load drive the chaos tests (tests/test_chaos.py).
+DEBIAN_PACKAGES := prometheus:prometheus nginx:nginx wrk:wrk nghttp2-client:h2load
 # The static policy scanner of the k8s manifests (tests/test_k8s.py). It pins its own dependency
 # tree, so it gets a venv of its own.
 CHECKOV_VENV    ?= .venv-checkov
@@ -34,8 +35,8 @@ policy-tools: $(CHECKOV_STAMP)
 # they are missing and we are root; otherwise say what is missing (the tests that need them fail
 # with that message).
 system-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
-	  command -v $$p >/dev/null || test -x /usr/sbin/$$p || missing="$$missing $$p"; done; \
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do p=$${pair%%:*}; c=$${pair#*:}; \
+	  command -v $$c >/dev/null || test -x /usr/sbin/$$c || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -8,6 +8,7 @@ document a deviation of the engine from TensorFlow Serving that still has to be 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from functools import partial
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import descriptor_pb2, text_format
+from grpc._cython import cygrpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tensorflow.core.framework import types_pb2 as dt
@@ -36,6 +38,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from servectl.engine_process import EngineProcess
 from serving import codec
+from serving.engine.grpc_api import _abort_on_error
+from serving.errors import ServingError
 from tests.conftest import models_config, wait_until
 
 T = 30  # per-call deadline, seconds
@@ -530,3 +534,22 @@ def test_reload_reports_a_model_that_fails_to_load(base_config, prefix):
         status(name="broken"), timeout=T))
     assert (version, state) == (1, "END") and code != 0 and message
     assert served_version(base_config) == 2
+
+
+class _EndedCall:
+    """Stands in for the context of a call the gRPC core ended a moment before its error
+    status was sent (a deadline that passes on both sides at once): its ``abort`` fails the
+    way grpc.aio's does then. A stand-in, as no real call can be stopped at that instant."""
+
+    async def abort(self, code, message):
+        raise cygrpc.ExecuteBatchError("Failed \"execute_batch\"")
+
+
+def test_an_error_for_a_call_that_already_ended_is_a_cancellation_not_a_server_error(caplog):
+    @_abort_on_error
+    async def expires(self, request, context):
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(expires(None, None, _EndedCall()))
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

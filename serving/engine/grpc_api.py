@@ -54,11 +54,23 @@ def _abort_on_error(method):
         except ServingError as e:
             message = e.message if len(e.message) <= MAX_ERROR_CHARS else \
                 e.message[:MAX_ERROR_CHARS] + "...TRUNCATED"
-            await context.abort(e.code, message)
+            await _abort(context, e.code, message)
         except Exception:  # noqa: BLE001 - never let a bug kill the call without a status
             log.exception("internal error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
+            await _abort(context, grpc.StatusCode.INTERNAL, "Internal error")
     return wrapper
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str):
+    """End the call with ``code``. A call that ended already (its deadline passed on both
+    sides at once, its client left) takes no status: gRPC's failure to send one is the
+    caller's departure, treated as a cancellation rather than logged as a server error."""
+    try:
+        await context.abort(code, message)
+    except grpc.aio.AbortError:
+        raise
+    except Exception:  # noqa: BLE001 - ExecuteBatchError: the call is gone
+        raise asyncio.CancelledError from None
 
 
 class _Undecodable:
