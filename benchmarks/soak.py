@@ -11,8 +11,10 @@ INVALID_ARGUMENT) and requests the client abandons (gRPC calls cancelled right a
 gRPC calls with a deadline of a few milliseconds, HTTP requests whose socket closes before the
 answer). Every :data:`SAMPLE_S` seconds it reads the engine process's RSS, open file descriptors
 and threads from ``/proc``; every :data:`WINDOW_S` seconds it prints one line with that window's
-answers and the p50/p99 of its good requests. It writes ``<out>.json`` (every sample and window)
-and ``<out>.png``, and prints :func:`summarize`'s verdict against the stated bounds.
+answers and the p50/p99 of its good requests (and the p99 of those clear of moments the
+client itself got no CPU, :data:`STARVED_MS`, which the bound compares). It writes
+``<out>.json`` (every sample and window) and ``<out>.png``, and prints :func:`summarize`'s
+verdict against the stated bounds.
 
 What a leak looks like here: RSS, descriptors or threads that keep growing after warm-up while
 the load stays the same, or latency that creeps up window after window. One process runs the
@@ -72,7 +74,9 @@ connections), so growth is measured from its end."""
 MAX_RSS_GROWTH_MIB = 32.0
 """RSS after warm-up. A steady load allocates nothing that lives on; what still moves is
 allocator noise (a few MiB). After warm-up a 3-minute run sends ~11,500 requests and a 30-minute
-one ~115,000: 32 MiB is ~2.9 KiB kept per request in the first, ~290 bytes in the second."""
+one ~115,000: 32 MiB is ~2.9 KiB kept per request in the first, ~290 bytes in the second. Known
+and under it: grpcio's aio server keeps ~80-110 bytes per cancelled call (grpc/grpc#43360), ~1
+KiB/s at this mix, ~2 MiB in 30 minutes."""
 MAX_FD_GROWTH = 8
 """Descriptors after warm-up: the load holds a handful of connections at any time (a pooled
 few, plus those in flight); one leaked per abandoned request passes 8 within seconds."""
@@ -80,9 +84,18 @@ MAX_THREAD_GROWTH = 4
 """Threads after warm-up: every pool is full by then; a thread per request, per connection
 or per cancelled call passes 4 at once."""
 P99_FACTOR, P99_SLACK_MS = 2.0, 25.0
-"""The last window's p99 may be at most max(2 x, +25 ms) the first's: the slack absorbs a
-busy neighbour's bursts on a shared 2-core machine (a few ms of a 5-15 ms p99), a queue or a
-per-request cost that grows with uptime does not fit in it."""
+"""The last window's p99 may be at most max(2 x, +25 ms) the first's (p99 here: 6-9 ms on a
+quiet machine, 14-17 ms beside two CPU hogs): a queue or a per-request cost that grows with
+uptime does not fit in it. A bursty neighbour does not either (raw window p99s of 10-124 ms were
+seen beside other jobs), hence :data:`STARVED_MS`."""
+STARVED_MS = 10.0
+"""The sender wakes every 1/rate s to send; when it wakes this much late, the client process had
+no CPU (a busy neighbour on a shared machine). Good requests in flight at such a moment measure
+the machine, not the engine: each window reports its p99 with them (``p99_ms``) and without them
+(``p99_clear_ms``); the p99 bound compares the latter (see :func:`window_p99`)."""
+MIN_CLEAR = 200
+"""Fewer good requests clear of starvation than this in a window (a neighbour that held the CPU
+all along), and the bound uses the window's raw p99: it never gets easier for lack of data."""
 BASE_SAMPLES = 3
 """Growth compares the median of 3 samples at warm-up end with the median of the last 3, so one
 sample caught mid-burst (a connection opening, a GC pass) moves neither end."""
@@ -194,6 +207,19 @@ def read_process(pid: int) -> dict:
             "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "threads": int(status["Threads"]),
             "cpu_s": (int(stat[11]) + int(stat[12])) / ticks}
+
+
+def close_wait_sockets(pid: int) -> int:
+    """Connections of ``pid`` whose peer has closed and that it has not closed yet (TCP
+    CLOSE_WAIT): a connection the engine forgets to close after its client left sits here."""
+    held = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                count += fields[3] == "08" and fields[9] in held
+    return count
 
 
 def engine_metrics(engine: EngineProcess) -> dict[str, float]:
@@ -417,6 +443,8 @@ class Window:
     answers: Counter = field(default_factory=Counter)
     """``(kind, label)`` -> count."""
     steady_ms: list = field(default_factory=list)
+    clear_ms: list = field(default_factory=list)
+    """Steady good requests during which the client was never starved (:data:`STARVED_MS`)."""
     fresh_ms: list = field(default_factory=list)
     max_lateness_ms: float = 0.0
     """How far behind its schedule the sender fell: a starved client shows here."""
@@ -430,12 +458,13 @@ class Window:
         return found
 
     def record(self) -> dict:
-        steady = np.array(self.steady_ms)
+        steady, clear = np.array(self.steady_ms), np.array(self.clear_ms)
         fresh = np.array(self.fresh_ms)
         return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
                 "answers": {f"{k}/{label}": n for (k, label), n in sorted(self.answers.items())},
                 "outcomes": dict(self.outcomes()), "good_steady": len(steady),
                 "p50_ms": _pct(steady, 50), "p99_ms": _pct(steady, 99),
+                "good_clear": len(clear), "p99_clear_ms": _pct(clear, 99),
                 "max_ms": float(steady.max()) if len(steady) else None,
                 "fresh_connection_p99_ms": _pct(fresh, 99),
                 "max_lateness_ms": round(self.max_lateness_ms, 2)}
@@ -461,6 +490,8 @@ class Soak:
         self.samples: list[dict] = []
         self.sent: Counter = Counter()
         self.skipped = 0
+        self.starved: list[tuple[float, float]] = []
+        """``(from, to)`` in run seconds: moments the sender woke late by >= STARVED_MS."""
         self.t0 = 0.0
 
     def now(self) -> float:
@@ -471,13 +502,14 @@ class Soak:
 
     def sample(self, phase: str) -> dict:
         found = {"t": round(self.now(), 2), "phase": phase, **read_process(self.pid),
+                 "close_wait": close_wait_sockets(self.pid),
                  "load1": os.getloadavg()[0], "client_cpu_s": time.process_time()}
         self.samples.append(found)
         return found
 
     async def one(self, client: Client, kind: str, i: int) -> None:
         """Send one request and file its answer in the window it came back in."""
-        started = time.perf_counter()
+        started, since = time.perf_counter(), self.now()
         try:
             label = await asyncio.wait_for(client.send(kind, i), REQUEST_TIMEOUT_S + 5)
         except TimeoutError:
@@ -489,6 +521,12 @@ class Soak:
         window.answers[kind, label] += 1
         if MIX[kind].category == "good" and label in MIX[kind].expected:
             (window.steady_ms if MIX[kind].steady else window.fresh_ms).append(elapsed_ms)
+            if MIX[kind].steady and not self.was_starved(since):
+                window.clear_ms.append(elapsed_ms)
+
+    def was_starved(self, since: float) -> bool:
+        """Whether the client was starved at some moment from ``since`` until now."""
+        return bool(self.starved) and self.starved[-1][1] >= since
 
     async def send_all(self, client: Client) -> None:
         """Open loop: request ``i`` leaves at ``i / rate`` seconds, whatever came back."""
@@ -496,11 +534,13 @@ class Soak:
         tasks: set[asyncio.Task] = set()
         total = int(self.seconds * self.rate)
         for i in range(total):
-            delay = i / self.rate - self.now()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            window = self.window()
-            window.max_lateness_ms = max(window.max_lateness_ms, -delay * 1000)
+            due = i / self.rate
+            if due > self.now():
+                await asyncio.sleep(due - self.now())
+            late_ms, window = (self.now() - due) * 1000, self.window()
+            window.max_lateness_ms = max(window.max_lateness_ms, late_ms)
+            if late_ms >= STARVED_MS:
+                self.starved.append((due, self.now()))
             kind = self.rng.choices(kinds, weights)[0]
             if len(tasks) >= MAX_IN_FLIGHT:
                 self.skipped += 1
@@ -532,7 +572,9 @@ class Soak:
               f"ok {outcomes.get('ok', 0)} refused {outcomes.get('refused', 0)} "
               f"abandoned {outcomes.get('abandoned', 0)} "
               f"unexpected {outcomes.get('unexpected', 0)} | p50 {rec['p50_ms']} ms "
-              f"p99 {rec['p99_ms']} ms | rss {last['rss_mib']:.1f} MiB fds {last['fds']} "
+              f"p99 {rec['p99_ms']} ms (clear {rec['p99_clear_ms']} ms, "
+              f"{rec['good_clear']}/{rec['good_steady']}) | rss {last['rss_mib']:.1f} MiB "
+              f"fds {last['fds']} "
               f"threads {last['threads']} | load {last['load1']:.2f}",
               file=self.progress, flush=True)
 
@@ -602,6 +644,7 @@ def run_soak(minutes: float, rate: float = RATE, window_s: float = WINDOW_S,
                    "sample_s": sample_s, "batching": BATCHING,
                    "mix": {k: v.weight for k, v in MIX.items()}},
         "sent": dict(soak.sent), "skipped": soak.skipped,
+        "starved": [(round(a, 3), round(b, 3)) for a, b in soak.starved],
         "samples": soak.samples, "windows": [w.record() for w in soak.windows], **idle,
         "engine_metrics": metrics, "engine_exit_status": exit_status,
         "engine_log_problems": ([p for p in problems if not p["known"]][:50]
@@ -634,6 +677,18 @@ def _median(samples: list[dict], key: str) -> float:
     return statistics.median(s[key] for s in samples)
 
 
+def window_p99(window: dict, first: bool) -> float:
+    """The p99 the bound compares: of the good requests clear of client starvation. Where
+    there are too few of those, the choice that makes the bound harder: the lower of the two for
+    the first window, the raw p99 for the last."""
+    raw, clear = window["p99_ms"], window.get("p99_clear_ms")
+    if clear is None:
+        return raw
+    if first:
+        return min(raw, clear)
+    return clear if window.get("good_clear", 0) >= MIN_CLEAR else raw
+
+
 def summarize(record: dict) -> dict:
     """The figures the bounds are about: growth after warm-up (median of the first
     :data:`BASE_SAMPLES` samples after it vs the last ones under load), p99 of the first and
@@ -649,7 +704,7 @@ def summarize(record: dict) -> dict:
                        "peak_after_warmup": round(max(s[key] for s in after), 2)}
                  for key in ("rss_mib", "fds", "threads")}
     windows = [w for w in record["windows"] if w["p99_ms"] is not None]
-    first, last = windows[0]["p99_ms"], windows[-1]["p99_ms"]
+    first, last = window_p99(windows[0], first=True), window_p99(windows[-1], first=False)
     outcomes, by_kind = Counter(), {}
     for window in record["windows"]:
         outcomes.update(window["outcomes"])
@@ -660,6 +715,9 @@ def summarize(record: dict) -> dict:
     return {
         "warmup_s": warmup_s, "resources": resources,
         "p99_first_ms": first, "p99_last_ms": last,
+        "p99_first_raw_ms": windows[0]["p99_ms"], "p99_last_raw_ms": windows[-1]["p99_ms"],
+        "starved_s": round(sum(b - a for a, b in record["starved"]), 2)
+        if "starved" in record else None,  # (not tracked by older records)
         "p99_ratio": round(last / first, 3) if first else None,
         "p99_limit_ms": round(max(P99_FACTOR * first, first + P99_SLACK_MS), 3),
         "outcomes": {k: outcomes.get(k, 0) for k in ("ok", "refused", "abandoned",
@@ -669,6 +727,7 @@ def summarize(record: dict) -> dict:
         "engine_cpu_cores": round(cpu, 3),
         "load1_mean": round(statistics.mean(s["load1"] for s in load), 2),
         "idle_fds": [record["idle_before"]["fds"], record["idle_after"]["fds"]],
+        "max_close_wait": max(s.get("close_wait", 0) for s in record["samples"]),
         "idle_threads": [record["idle_before"]["threads"], record["idle_after"]["threads"]],
         "engine_log_problems": record["engine_log_problem_counts"],
     }
@@ -704,8 +763,11 @@ def report(summary: dict) -> str:
                      f"(peak after warm-up {figures['peak_after_warmup']})")
     lines.append(f"  p99 first window {summary['p99_first_ms']} ms, last "
                  f"{summary['p99_last_ms']} ms (ratio {summary['p99_ratio']}, limit "
-                 f"{summary['p99_limit_ms']} ms)")
-    lines.append(f"  idle fds before/after {summary['idle_fds']}, threads "
+                 f"{summary['p99_limit_ms']} ms); raw, starved moments included: "
+                 f"{summary['p99_first_raw_ms']} / {summary['p99_last_raw_ms']} ms; client "
+                 f"starved {summary['starved_s']} s in all")
+    lines.append(f"  idle fds before/after {summary['idle_fds']} (most in CLOSE_WAIT "
+                 f"{summary['max_close_wait']}), threads "
                  f"{summary['idle_threads']}; engine log problems "
                  f"{summary['engine_log_problems']}")
     broken = violations(summary)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import grpc
 
+from serving.engine import memory
 from serving.engine.policy import State, VersionView, next_action
 from serving.engine.servable import Servable
 from serving.errors import ServingError
@@ -291,8 +292,13 @@ class Manager:
     def _unload(self, model: str, record: VersionRecord) -> None:
         record.servable.close(self._drain_timeout_s)
         with self._lock:
-            record.servable, record.state = None, State.END
-        log.info("unloaded %s version %s", model, record.version)
+            record.servable = None
+        started = time.monotonic()
+        memory.release_unloaded()  # before END: a client that sees END sees the memory back
+        with self._lock:
+            record.state = State.END
+        log.info("unloaded %s version %s (memory released in %.3fs)", model, record.version,
+                 time.monotonic() - started)
 
     def _publish(self) -> None:
         """Swap in a new snapshot of what is AVAILABLE (called with the lock held)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import resource
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvloop
 
-from serving.engine import grpc_api, rest, tls
+from serving.engine import grpc_api, memory, rest, tls
 from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.health import Health
@@ -144,6 +143,7 @@ class EngineServer:
         return status
 
     async def _initial_load(self) -> int:
+        memory.freeze_imports()  # before any model is loaded (p99, DESIGN.md)
         self.source.start()  # polls while the initial load waits for versions to appear
         self.watchdog.watch_threads(self.source.thread)
         try:
@@ -152,8 +152,6 @@ class EngineServer:
             print(f"Failed to start server. Error: {e.code.name}: {e.message}", flush=True)
             return EXIT_START_FAILED
         self.service.starting = False
-        gc.collect()
-        gc.freeze()  # keep the loaded models out of every later GC pass (p99, see DESIGN.md)
         if self.options.model_config_file:
             self.poller = ConfigFilePoller(self.core, self.options.model_config_file,
                                            self.options.model_config_file_poll_wait_seconds,
