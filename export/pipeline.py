@@ -124,9 +124,7 @@ def export_model(source: ExportSource, base_path: Path, version: int | None = No
     """
     model_dir = Path(base_path) / source.name
     publish.ensure_writable(model_dir)
-    if version is not None and (model_dir / str(version)).exists():
-        raise VersionExistsError(f"version {version} of {source.name} already exists at "
-                                 f"{model_dir / str(version)}; versions are immutable")
+    publish.refuse_existing_version(model_dir, version)
     with publish.staging_dir(model_dir) as staged:
         _step(f"writing SavedModel of {source.name} to staging", progress)
         keys, diff, inputs = savedmodel.write_and_verify(source, staged)

@@ -23,6 +23,13 @@ from export.errors import ExportError, VersionExistsError
 STAGING_PREFIX = ".staging-"
 
 
+
+def refuse_existing_version(model_dir: Path, version: int | None) -> None:
+    """Versions are immutable: refuse to export into one that exists (before any work)."""
+    if version is not None and (model_dir / str(version)).exists():
+        raise VersionExistsError(f"version {version} of {model_dir.name} already exists at "
+                                 f"{model_dir / str(version)}; versions are immutable")
+
 def list_versions(model_dir: Path) -> list[int]:
     """Published versions: direct children whose name parses as an integer (TF Serving's rule)."""
     if not model_dir.is_dir():

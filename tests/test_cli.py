@@ -64,11 +64,11 @@ def test_refused_variant_exits_1_with_the_reason(tmp_path):
 
 
 def test_existing_version_is_refused_from_the_cli(tmp_path):
-    assert run_servectl("export", "digits_mlp", "--base-path", str(tmp_path), "--version", "5",
-                        "--quiet").returncode == 0
+    (tmp_path / "digits_mlp" / "5").mkdir(parents=True)
     result = run_servectl("export", "digits_mlp", "--base-path", str(tmp_path), "--version",
                           "5", "--quiet")
     _one_line_error(result, "version 5 of digits_mlp already exists")
+    assert [p.name for p in (tmp_path / "digits_mlp").iterdir()] == ["5"]
 
 
 def test_train_saves_a_keras_file_that_export_accepts(tmp_path):

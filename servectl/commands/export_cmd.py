@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from export import publish
 from models import zoo
 from servectl.errors import UsageError
 from servectl.table import format_table
@@ -81,6 +82,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if existing is None or not os.access(existing, os.W_OK | os.X_OK) or (
             existing == base and not base.is_dir()):
         raise UsageError(f"cannot write to base path {base}")
+    name = args.name or (args.source if args.source in zoo.ZOO else None)
+    if name:  # known before training: refuse an existing version now, not minutes later
+        publish.refuse_existing_version(base / name, args.version)
 
 
 def _print_report(report) -> None:
