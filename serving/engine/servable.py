@@ -171,8 +171,9 @@ def import_in_chunks(graph: tf.Graph, meta_graph: meta_graph_pb2.MetaGraphDef) -
 
     Why: TensorFlow holds the GIL through one import call, and MobileNetV2's 2,368 nodes at
     once are ~125 ms in which no other thread runs (requests to every model stall); chunks of
-    200 are ~10 ms each. A graph that cannot be cut (a TF1 while loop's back edge, or control
-    or colocation edges between chunks) is left whole to the loader.
+    200 are ~10 ms each. Nodes tied by control, colocation or name-scope edges share a call
+    (a TF1 while loop's back edge stays inside its loop's); a graph that still cannot be cut
+    (a cycle between such groups, or an input from outside it) is left whole to the loader.
     """
     graph_def = meta_graph.graph_def
     chunks = _node_chunks(graph_def.node, IMPORT_CHUNK_NODES)
