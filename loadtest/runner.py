@@ -111,11 +111,13 @@ def _clear(directory: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def run(config: LocustRun) -> int:
+def run(config: LocustRun, report_on_interrupt: bool = False) -> int:
     """Runs Locust to completion, with a progress bar on a terminal; returns its exit code.
 
-    A run that outlives its plan by `GRACE_S` is stopped with SIGTERM (Locust then still
-    writes its reports). Ctrl-C stops Locust the same way before re-raising.
+    A run that outlives its plan by `GRACE_S` is stopped with SIGINT, Locust's Ctrl-C: it then
+    still writes its reports and samples (on SIGTERM it died at once here: exit -15, nothing
+    written). Ctrl-C stops Locust the same way, then re-raises, or with
+    ``report_on_interrupt`` returns, so that the caller reports on what ran.
     """
     _clear(config.samples_dir)
     planned = config.planned_seconds()
@@ -129,14 +131,16 @@ def run(config: LocustRun) -> int:
             while process.poll() is None:
                 elapsed = time.monotonic() - started
                 if elapsed > planned + GRACE_S:
-                    process.send_signal(signal.SIGTERM)
+                    process.send_signal(signal.SIGINT)
                     return process.wait()
                 bar.update(min(round(elapsed), bar.total) - bar.n)
                 time.sleep(0.25)
         except KeyboardInterrupt:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGINT)
             process.wait()
-            raise
+            if not report_on_interrupt:
+                raise
+            print("interrupted: load stopped; the report covers what ran", file=sys.stderr)
     return process.returncode
 
 

@@ -85,15 +85,15 @@ def test_a_stuck_model_run_fails_health_with_its_reason_then_recovers(watched):
 
 def test_sigterm_does_not_wait_for_a_run_that_never_returns(watched):
     """Shutdown cancels the caller, so nothing pins the version any more: its unload closes
-    the TensorFlow session, which cancels the run (a run that ignores that too is left behind:
-    the process exits without waiting for its thread)."""
+    the TensorFlow session, which cancels the run; a run that has not noticed yet (or ignores
+    it) is left behind: the process exits without waiting for its thread. Either way: exit 0,
+    at once."""
     send_in_background(watched, NEVER_RETURNS)
     wait_until(lambda: health(watched, "/healthz")[0] == 503, timeout=60)
     started = time.monotonic()
     assert watched.stop(timeout=60) == 0, watched.log()
     assert time.monotonic() - started < 30
-    log = watched.log()
-    assert "unloaded linear version 1" in log and "never returned" not in log, log
+    assert "unloaded linear version 1" in watched.log()
 
 
 class _Servable:

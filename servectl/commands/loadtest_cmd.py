@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     levels = ",".join(str(s.users) for s in config.stages)
     print(f"load test: {args.model} over {protocols}, {levels} users, {args.duration:g}s per "
           f"level, {config.processes} Locust process(es); SLO {slo.describe()}", flush=True)
-    code = runner.run(config)
+    code = runner.run(config, report_on_interrupt=True)
     if code not in (0, 1):
         print(f"warning: Locust exited {code}; see {config.out / 'locust.log'}", file=sys.stderr)
     recorded = samples.load(config.samples_dir)
