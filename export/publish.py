@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from export.errors import ExportError, VersionExistsError
+from serving.versions import parse_version
 
 STAGING_PREFIX = ".staging-"
 
@@ -30,11 +31,13 @@ def refuse_existing_version(model_dir: Path, version: int | None) -> None:
         raise VersionExistsError(f"version {version} of {model_dir.name} already exists at "
                                  f"{model_dir / str(version)}; versions are immutable")
 
+
 def list_versions(model_dir: Path) -> list[int]:
-    """Published versions: direct children whose name parses as an integer (TF Serving's rule)."""
+    """Published versions: direct children whose name is a version (serving/versions.py)."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+    found = ((parse_version(p.name), p) for p in model_dir.iterdir())
+    return sorted(v for v, p in found if v is not None and p.is_dir())
 
 
 def next_version(model_dir: Path) -> int:

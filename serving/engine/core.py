@@ -62,8 +62,9 @@ class ServerCore:
 
 
 class ConfigFilePoller:
-    """Re-reads ``--model_config_file`` every N seconds; a bad file is logged (once) and
-    ignored. No failure ends the polling thread."""
+    """Re-reads ``--model_config_file`` every N seconds; a bad or empty file is logged (once),
+    counted and ignored (an empty one would otherwise unload every model). No failure ends the
+    polling thread."""
 
     def __init__(self, core: ServerCore, path: str, interval_s: float,
                  applied: model_config.ModelServerConfig,
@@ -94,6 +95,10 @@ class ConfigFilePoller:
                 if text == self._last_text:
                     continue
                 config = model_config.parse_text(text)
+                if config.WhichOneof("config") is None:  # a truncated write, a failed render
+                    self._failed(f"{self._path} holds no config: taking no action, as "
+                                 "TensorFlow Serving does for an empty config")
+                    continue
                 if config != self._applied:
                     self._core.reload_config(config)
                     log.info("applied new model config from %s", self._path)
