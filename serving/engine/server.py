@@ -76,6 +76,7 @@ class EngineServer:
         self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
                                          options.enable_signature_method_name_check)
+        self.metrics.is_known_model = self.core.is_configured
         self.metrics.refreshers.append(self._refresh_gauges)
         self.watchdog = Watchdog(options.stall_timeout_seconds, self.metrics,
                                  [self.runs.stall, *([self.batcher.stall] if self.batcher else [])])
