@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from serving.versions import MAX_VERSION
 from tests.conftest import metric, models_config, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 from tests.test_lifecycle import predict, statuses
+from tests.test_watchdog import NEVER_RETURNS, send_in_background
 
 WITHOUT_ROOTS_READ_ANYTHING = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
                                "--bounding-set=-dac_override,-dac_read_search"]
@@ -117,3 +119,41 @@ def test_versions_that_came_and_went_leave_a_bounded_status(tmp_path):
         assert kept == list(range(last, last - KEPT_ENDED_VERSIONS - 1, -1))
     finally:
         manager.stop()
+
+
+def test_sigterm_while_waiting_for_a_first_version_exits_0(tmp_path):
+    """Before: an engine waiting for the first version of a model ignored SIGTERM and SIGINT
+    (it was killed after the stop's timeout)."""
+    (tmp_path / "empty").mkdir()
+    engine = EngineProcess("--model_name=later", f"--model_base_path={tmp_path / 'empty'}",
+                           "--file_system_poll_wait_seconds=1").start(wait="alive")
+    assert engine.stop(timeout=30) == 0, engine.log()
+    assert "stopping before the initial load is done" in engine.log()
+
+
+def test_sighup_drains_and_exits_0(tmp_path):
+    """Before: SIGHUP (a closed terminal) killed the process with no drain."""
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    engine = EngineProcess("--model_name=linear",
+                           f"--model_base_path={tmp_path / 'linear'}").start()
+    engine.process.send_signal(signal.SIGHUP)
+    assert engine.process.wait(60) == 0, engine.log()
+    assert "SIGHUP received" in engine.log() and "shutting down: draining" in engine.log()
+
+
+def test_a_second_sigint_exits_at_once(tmp_path):
+    """Before: a second Ctrl-C was ignored; the drain waited for a run that never returns."""
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    engine = EngineProcess("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
+                           monitoring_flag(tmp_path), "--grace_period_seconds=600").start()
+    try:
+        send_in_background(engine, NEVER_RETURNS)
+        wait_until(lambda: metric(engine.rest_url,
+                                  ':platform:requests_in_flight{entrypoint="GRPC"}') >= 1)
+        engine.process.send_signal(signal.SIGINT)
+        wait_until(lambda: "shutting down: draining" in engine.log())
+        engine.process.send_signal(signal.SIGINT)
+        assert engine.process.wait(60) == 128 + signal.SIGINT, engine.log()
+        assert "interrupted again: exiting now" in engine.log()
+    finally:
+        engine.kill()
