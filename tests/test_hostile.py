@@ -17,12 +17,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from export import publish
 from servectl.engine_process import EngineProcess
 from serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
 from serving.engine.policy import State
 from serving.engine.servable import load_saved_model
 from serving.versions import MAX_VERSION
-from tests.conftest import metric, models_config, monitoring_flag, wait_until
+from tests.conftest import metric, models_config, monitoring_flag, run_servectl, wait_until
 from tests.model_builders import save_linear
 from tests.test_lifecycle import predict, statuses
 from tests.test_watchdog import NEVER_RETURNS, send_in_background
@@ -157,3 +158,31 @@ def test_a_second_sigint_exits_at_once(tmp_path):
         assert "interrupted again: exiting now" in engine.log()
     finally:
         engine.kill()
+
+
+def test_staging_left_by_a_killed_exporter_is_shown_then_removed(tmp_path):
+    """Before: an exporter killed mid-way (SIGKILL, a lost node) never exposed a partial
+    version, but its ``.staging-*`` directory stayed for good."""
+    model_dir = tmp_path / "linear"
+    save_linear(model_dir / "1", a=1.0, b=0.0)
+    code = ("import sys, time; from pathlib import Path; from export import publish\n"
+            "with publish.staging_dir(Path(sys.argv[1])) as path:\n"
+            "    path.mkdir(); print(path, flush=True); time.sleep(600)")
+    exporter = subprocess.Popen([sys.executable, "-c", code, str(model_dir)],
+                                stdout=subprocess.PIPE, text=True)
+    killed = Path(exporter.stdout.readline().strip())
+    exporter.kill()
+    exporter.wait()
+    old = model_dir / ".staging-0123456789abcdef"  # an older exporter's name, a day old
+    old.mkdir()
+    os.utime(old, (0, 0))
+    shown = run_servectl("inspect", str(model_dir)).stdout
+    assert f"{killed.name}: stale (its exporter (pid {exporter.pid}) is gone" in shown
+    assert f"{old.name}: stale (untouched for" in shown
+    with publish.staging_dir(model_dir) as live:  # the next export removes them
+        assert not killed.exists() and not old.exists()
+        live.mkdir()
+        assert f"{live.name}: an export in progress" in run_servectl(
+            "inspect", str(model_dir)).stdout
+        with publish.staging_dir(model_dir):  # a concurrent export spares the live one
+            assert live.exists()
