@@ -13,14 +13,21 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from export.errors import ExportError, VersionExistsError
+from serving.versions import parse_version
 
 STAGING_PREFIX = ".staging-"
+STALE_AFTER_S = 24 * 3600
+"""A staging directory of another host (or of an older naming) this old is taken as left by an
+exporter that died: no export takes a day."""
 
 
 
@@ -30,11 +37,13 @@ def refuse_existing_version(model_dir: Path, version: int | None) -> None:
         raise VersionExistsError(f"version {version} of {model_dir.name} already exists at "
                                  f"{model_dir / str(version)}; versions are immutable")
 
+
 def list_versions(model_dir: Path) -> list[int]:
-    """Published versions: direct children whose name parses as an integer (TF Serving's rule)."""
+    """Published versions: direct children whose name is a version (serving/versions.py)."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+    found = ((parse_version(p.name), p) for p in model_dir.iterdir())
+    return sorted(v for v, p in found if v is not None and p.is_dir())
 
 
 def next_version(model_dir: Path) -> int:
@@ -54,13 +63,61 @@ def ensure_writable(model_dir: Path) -> None:
 
 @contextmanager
 def staging_dir(model_dir: Path) -> Iterator[Path]:
-    """A fresh hidden directory next to the versions; removed if the export fails."""
+    """A fresh hidden directory next to the versions, named after the exporter (host and pid)
+    so that a later export can tell it from a live one; removed if the export fails. Staging
+    directories that exporters killed mid-way left (SIGKILL, a lost node) are removed first."""
     ensure_writable(model_dir)
-    path = model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    remove_stale_staging(model_dir)
+    path = model_dir / f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Staging:
+    path: Path
+    why_stale: str | None
+    """None while its exporter may still be writing it."""
+
+
+def staging_dirs(model_dir: Path) -> list[Staging]:
+    """The staging directories under ``model_dir``, each judged: stale when its exporter (this
+    host) is gone, or when it is older than :data:`STALE_AFTER_S` (another host's, or unnamed)."""
+    found = []
+    for path in sorted(model_dir.glob(f"{STAGING_PREFIX}*")):
+        host, _, rest = path.name[len(STAGING_PREFIX):].rpartition("-")[0].rpartition("-")
+        pid = int(rest) if rest.isdigit() else None
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:  # published or removed meanwhile
+            continue
+        if host == socket.gethostname() and pid is not None:
+            why = None if _alive(pid) else f"its exporter (pid {pid}) is gone"
+        else:
+            why = f"untouched for {age / 3600:.0f} h" if age > STALE_AFTER_S else None
+        found.append(Staging(path, why))
+    return found
+
+
+def remove_stale_staging(model_dir: Path) -> list[Path]:
+    removed = []
+    for staging in staging_dirs(model_dir):
+        if staging.why_stale:
+            shutil.rmtree(staging.path, ignore_errors=True)
+            removed.append(staging.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def publish(staged: Path, model_dir: Path, version: int) -> Path:

@@ -12,6 +12,7 @@ from models import zoo
 from servectl.errors import UsageError
 from servectl.table import format_table
 from servectl.tensorflow_import import import_tensorflow
+from serving.versions import MAX_VERSION, parse_version
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")  # export.tflite.VARIANTS, without TF
 EXIT_REFUSED = 1
@@ -28,9 +29,12 @@ SavedModel and the other variants are still published), 2 on bad input."""
 
 
 def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+    version = parse_version(text)
+    if version is None or version < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer up to {MAX_VERSION} (an int64, as TensorFlow Serving's "
+            f"versions), got {text!r}")
+    return version
 
 
 def variant_list(text: str) -> tuple[str, ...]:

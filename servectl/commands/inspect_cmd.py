@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from export.publish import staging_dirs
 from servectl.errors import UsageError
 from servectl.tensorflow_import import import_tensorflow
+from serving.versions import parse_version
 
 EXAMPLE = """examples:
   servectl inspect models_dir                  # every model under a base path
@@ -27,7 +29,8 @@ def _is_version(path: Path) -> bool:
 
 
 def _versions(model_dir: Path) -> list[Path]:
-    return sorted((p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()),
+    return sorted((p for p in model_dir.iterdir()
+                   if parse_version(p.name) is not None and p.is_dir()),
                   key=lambda p: int(p.name))
 
 
@@ -61,6 +64,10 @@ def describe_model(model_dir: Path) -> list[str]:
     lines = [f"{model_dir.name}: versions {', '.join(v.name for v in versions) or 'none'}"]
     for version in versions:
         lines += _describe_version(version)
+    for staging in staging_dirs(model_dir):
+        state = f"stale ({staging.why_stale}; the next export removes it)" \
+            if staging.why_stale else "an export in progress"
+        lines.append(f"  {staging.path.name}: {state}")
     return lines
 
 

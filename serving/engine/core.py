@@ -33,10 +33,15 @@ class ServerCore:
         self._manager, self._source = manager, source
         self._allow_unavailable_labels = allow_unavailable_labels
         self._config = ModelServerConfig()
+        self._names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     def configured_models(self) -> list[str]:
         return [m.name for m in self._config.model_config_list.config]
+
+    def is_configured(self, name: str) -> bool:
+        """Whether ``name`` is a model of the current config (on the request path: no lock)."""
+        return name in self._names
 
     def reload_config(self, config: ModelServerConfig, timeout: float | None = None) -> None:
         """Apply ``config``; block until models it adds are available.
@@ -51,6 +56,7 @@ class ServerCore:
             labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
             self._manager.set_labels(labels, self._allow_unavailable_labels)
             self._config = config
+            self._names = frozenset(self.configured_models())
             self._source.configure(config)
         added = [name for name in self.configured_models() if name not in before]
         failures = self._manager.wait_until_available(
@@ -62,8 +68,9 @@ class ServerCore:
 
 
 class ConfigFilePoller:
-    """Re-reads ``--model_config_file`` every N seconds; a bad file is logged (once) and
-    ignored. No failure ends the polling thread."""
+    """Re-reads ``--model_config_file`` every N seconds; a bad or empty file is logged (once),
+    counted and ignored (an empty one would otherwise unload every model). No failure ends the
+    polling thread."""
 
     def __init__(self, core: ServerCore, path: str, interval_s: float,
                  applied: model_config.ModelServerConfig,
@@ -94,6 +101,10 @@ class ConfigFilePoller:
                 if text == self._last_text:
                     continue
                 config = model_config.parse_text(text)
+                if config.WhichOneof("config") is None:  # a truncated write, a failed render
+                    self._failed(f"{self._path} holds no config: taking no action, as "
+                                 "TensorFlow Serving does for an empty config")
+                    continue
                 if config != self._applied:
                     self._core.reload_config(config)
                     log.info("applied new model config from %s", self._path)

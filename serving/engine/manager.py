@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 Loader = Callable[[str, int, Path], Servable]
 
 
+KEPT_ENDED_VERSIONS = 8
+"""Versions that ended and are no longer aspired (deleted, or past the version policy) whose
+state GetModelStatus still reports, per model: the newest, as TensorFlow Serving's state
+monitor would; older ones are forgotten, so that a model whose versions come and go for months
+holds a bounded number of records."""
+
+
+def _prune_ended(records: dict[int, VersionRecord]) -> None:
+    ended = sorted(v for v, r in records.items() if r.state == State.END and not r.aspired)
+    for version in ended[:-KEPT_ENDED_VERSIONS]:
+        del records[version]
+
+
 @dataclass
 class VersionRecord:
     """What the manager knows about one version of one model."""
@@ -103,6 +116,7 @@ class Manager:
                 if record is None or (record.state == State.END and (
                         not record.failed or fingerprint(path) != record.fingerprint)):
                     records[number] = VersionRecord(number, path)
+            _prune_ended(records)
             self._lock.notify_all()
 
     def set_labels(self, labels: Mapping[str, Mapping[str, int]],

@@ -41,6 +41,10 @@ QUEUEING_BUCKETS = exponential(100, 1.2, 52)        # microseconds
 BATCH_SIZE_BUCKETS = exponential(1, 2, 14)
 
 
+UNKNOWN_MODEL = "(unknown)"
+"""The ``model_name`` of requests for a model the config does not name."""
+
+
 class Metrics:
     """Every metric of the engine, on one registry."""
 
@@ -88,6 +92,9 @@ class Metrics:
         dropped before it was computed; running: computed, the answer discarded."""
         self.stalled = Gauge(f"{OURS}stalled", "", ["component"], registry=r)
         self.stalls = Counter(f"{OURS}stalls", "", ["component"], registry=r)
+        self.is_known_model: Callable[[str], bool] = lambda name: True
+        """Whether a request's model name may be a label value (set to the config's names):
+        names as typed by clients would grow every series without bound."""
         self.refreshers: list[Callable[[], None]] = []
         """Called before each render, to set gauges read from elsewhere (manager, batcher)."""
 
@@ -101,6 +108,8 @@ class Metrics:
         """
         started = time.perf_counter()
         served: dict = {}
+        if not self.is_known_model(model_name):
+            model_name = UNKNOWN_MODEL
         self.in_flight.labels(entrypoint).inc()
         try:
             yield served

@@ -76,6 +76,7 @@ class EngineServer:
         self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
                                          options.enable_signature_method_name_check)
+        self.metrics.is_known_model = self.core.is_configured
         self.metrics.refreshers.append(self._refresh_gauges)
         self.watchdog = Watchdog(options.stall_timeout_seconds, self.metrics,
                                  [self.runs.stall, *([self.batcher.stall] if self.batcher else [])])
@@ -88,6 +89,7 @@ class EngineServer:
                                      settings.metrics_path)
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
+        self._initial: asyncio.Task | None = None
 
     def _refresh_gauges(self) -> None:
         for model, versions in self.manager.snapshot().models.items():
@@ -132,8 +134,8 @@ class EngineServer:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stopping.set)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
         grpc_server, runners = await self._start_front_ends()
         health_task = asyncio.create_task(self._report_health())
         status = await self._initial_load()
@@ -142,12 +144,30 @@ class EngineServer:
         await self._shutdown(grpc_server, runners, health_task)
         return status
 
+    def _on_signal(self, signum: int) -> None:
+        """SIGTERM, SIGINT and SIGHUP (a closed terminal) drain and exit, in every state; a
+        second SIGINT (Ctrl-C again) exits at once, as an impatient operator means."""
+        if signum == signal.SIGINT and self.stopping.is_set():
+            log.warning("interrupted again: exiting now, without draining")
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info("%s received", signal.Signals(signum).name)
+        self.stopping.set()
+
     async def _initial_load(self) -> int:
         memory.freeze_imports()  # before any model is loaded (p99, DESIGN.md)
         self.source.start()  # polls while the initial load waits for versions to appear
         self.watchdog.watch_threads(self.source.thread)
+        self._initial = asyncio.create_task(
+            asyncio.to_thread(self.core.reload_config, self.model_config))
+        stopped = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({self._initial, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not self._initial.done():  # the manager's stop ends the wait (see _shutdown)
+            log.info("stopping before the initial load is done")
+            return 0
         try:
-            await asyncio.to_thread(self.core.reload_config, self.model_config)
+            self._initial.result()
         except ServingError as e:
             print(f"Failed to start server. Error: {e.code.name}: {e.message}", flush=True)
             return EXIT_START_FAILED
@@ -175,6 +195,9 @@ class EngineServer:
         if self.poller:
             self.poller.stop()
         await asyncio.to_thread(self.manager.stop)
+        if self._initial:  # an initial load cut short by a signal: the stop ended its wait
+            with contextlib.suppress(ServingError):
+                await self._initial
         if self.batcher:
             self.batcher.stop(self.options.grace_period_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -10,6 +10,7 @@ manager the full aspired list (``sources/storage_path/file_system_storage_path_s
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,20 +19,45 @@ from serving.engine import policy
 from serving.engine.manager import Manager
 from serving.engine.model_config import ModelServerConfig
 from serving.engine.servable import SAVED_MODEL_FILE, SESSION_BUNDLE_FILE, TFLITE_FILE
+from serving.versions import MAX_VERSION, looks_like_a_version, parse_version
 
 log = logging.getLogger(__name__)
 
 
-def complete_versions(base_path: Path, prefer_tflite: bool) -> dict[int, Path]:
-    """Numeric children of ``base_path`` that hold a complete model (``007`` is version 7).
+def complete_versions(base_path: Path, prefer_tflite: bool) -> tuple[dict[int, Path],
+                                                                       dict[str, str]]:
+    """Version children of ``base_path`` that hold a complete model (``007`` is version 7),
+    and the entries skipped that were meant as versions, with why: a name that is no version
+    (serving/versions.py) or a directory that cannot be read. One such entry never hides the
+    others (``os.scandir`` errors are per entry).
 
     A TF1 Session Bundle (``export.meta``) counts, so that it fails to load as in TF Serving."""
     markers = (SAVED_MODEL_FILE, SESSION_BUNDLE_FILE) + ((TFLITE_FILE,) if prefer_tflite else ())
     found: dict[int, Path] = {}
+    skipped: dict[str, str] = {}
     for child in sorted(base_path.iterdir()):
-        if child.name.isdigit() and any((child / m).is_file() for m in markers):
-            found.setdefault(int(child.name), child)
-    return found
+        version = parse_version(child.name)
+        if version is None:
+            if looks_like_a_version(child.name):
+                skipped[child.name] = f"not a version number (versions are ASCII digits up " \
+                                      f"to {MAX_VERSION})"
+            continue
+        try:
+            complete = any(_is_file(child / m) for m in markers)
+        except OSError as e:
+            skipped[child.name] = e.strerror or str(e)
+            continue
+        if complete:
+            found.setdefault(version, child)
+    return found, skipped
+
+
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that raises what it would swallow on permissions (EACCES)."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # (NotADirectory: a file named "7")
+        return False
 
 
 class FileSystemSource:
@@ -65,13 +91,16 @@ class FileSystemSource:
             models = dict(self._models)
         for name, (base_path, version_policy) in models.items():
             try:
-                on_disk = complete_versions(base_path, self._prefer_tflite)
+                on_disk, skipped = complete_versions(base_path, self._prefer_tflite)
             except (OSError, ValueError) as e:  # ValueError: a path the OS cannot take
                 self._on_error(name)
                 reason = getattr(e, "strerror", None) or str(e)
                 self._warn_once(name, f"Could not find base path {base_path} for servable "
                                       f"{name} with error {reason}; keeping what serves")
                 continue
+            for entry, reason in skipped.items():
+                self._warn_once(f"{name}/{entry}", f"Ignoring {base_path / entry} of servable "
+                                                   f"{name}: {reason}")
             if not on_disk:
                 self._warn_once(name, f"No versions of servable {name} found under base path "
                                       f"{base_path}. Did you forget to name your leaf directory "

@@ -1,0 +1,188 @@
+"""Hostile inputs, hostile operators and failing storage (issue 13): what a bad day in
+production sends the engine, and what it must do instead of failing (RELIABILITY.md, Hostile).
+
+Each case ran against the engine before its fix and failed there; the docstrings say how.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from export import publish
+from servectl.engine_process import EngineProcess
+from serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
+from serving.engine.policy import State
+from serving.engine.servable import load_saved_model
+from serving.versions import MAX_VERSION
+from tests.conftest import metric, models_config, monitoring_flag, run_servectl, wait_until
+from tests.model_builders import save_linear
+from tests.test_lifecycle import predict, statuses
+from tests.test_watchdog import NEVER_RETURNS, send_in_background
+
+WITHOUT_ROOTS_READ_ANYTHING = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                               "--bounding-set=-dac_override,-dac_read_search"]
+"""As root, run a command that file permissions apply to (as they do to any server user)."""
+
+
+def test_only_ascii_int64_names_are_versions(tmp_path):
+    """Before: ``²`` (``isdigit()``, not ``int()``) failed every poll of the model, ``١٣``
+    loaded as version 13 and a number past int64 loaded, then answered INTERNAL."""
+    base = tmp_path / "linear"
+    save_linear(base / "3", a=1.0, b=0.0)
+    odd = ("²", "١٣", str(MAX_VERSION + 1))
+    for name in odd:
+        shutil.copytree(base / "3", base / name)
+    engine = EngineProcess("--model_name=linear", f"--model_base_path={base}",
+                           "--file_system_poll_wait_seconds=1").start()
+    try:
+        assert list(statuses(engine)) == [3]
+        assert predict(engine, 2.0)[0] == 200
+        log = wait_until(lambda: (text := engine.log()).count("Ignoring") >= len(odd) and text)
+        for name in odd:
+            assert f"Ignoring {base / name} of servable linear: not a version number" in log
+    finally:
+        assert engine.stop() == 0
+
+
+def test_an_unreadable_version_directory_hides_no_other_version():
+    """Before: one directory the server may not read (mode 000) made every poll of its model
+    fail, so no new version of it ever loaded. Root reads it anyway: a root run drops the
+    capabilities that let it."""
+    root = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    try:
+        for version in ("3", "5"):
+            (root / "m" / version).mkdir(parents=True)
+            (root / "m" / version / "saved_model.pb").write_bytes(b"")
+        (root / "m" / "5").chmod(0)
+        code = ("import json, sys; from pathlib import Path; "
+                "from serving.engine.source import complete_versions; "
+                "found, skipped = complete_versions(Path(sys.argv[1]), False); "
+                "print(json.dumps([sorted(found), skipped]))")
+        prefix = WITHOUT_ROOTS_READ_ANYTHING if os.geteuid() == 0 else []
+        result = subprocess.run([*prefix, sys.executable, "-c", code, str(root / "m")],
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert result.returncode == 0, result.stderr
+        found, skipped = json.loads(result.stdout.splitlines()[-1])
+        assert found == [3]
+        assert skipped == {"5": "Permission denied"}
+    finally:
+        (root / "m" / "5").chmod(0o755)
+        shutil.rmtree(root)
+
+
+def test_an_empty_config_file_takes_no_action(tmp_path):
+    """Before: a config file emptied (a truncated write, a failed template render) unloaded
+    every model within one poll, readiness green. TensorFlow Serving takes no action on an
+    empty config (``ServerCore::ReloadConfig``)."""
+    base = tmp_path / "linear"
+    save_linear(base / "1", a=1.0, b=0.0)
+    config = tmp_path / "models.config"
+    config.write_text(models_config({"linear": base}))
+    engine = EngineProcess(f"--model_config_file={config}",
+                           "--model_config_file_poll_wait_seconds=1",
+                           monitoring_flag(tmp_path)).start()
+    try:
+        config.write_text("")
+        wait_until(lambda: metric(engine.rest_url, ":platform:config_reload_errors") >= 2,
+                   timeout=30)  # two polls of the empty file, both refused
+        assert predict(engine, 2.0) == (200, {"outputs": [2.0]})
+        assert statuses(engine)[1]["state"] == "AVAILABLE"
+        assert "holds no config: taking no action" in engine.log()
+    finally:
+        assert engine.stop() == 0
+
+
+def test_versions_that_came_and_went_leave_a_bounded_status(tmp_path):
+    """Before: every version that ever ended kept its record (and its place in GetModelStatus)
+    for the life of the process; a model published and pruned for months grew without end."""
+    save_linear(tmp_path / "1", a=1.0, b=0.0)
+    manager = Manager(lambda name, version, path: load_saved_model(
+        name, version, path, {"serve"}, tf.compat.v1.ConfigProto()))
+    try:
+        last = KEPT_ENDED_VERSIONS + 4
+        for version in range(1, last + 1):  # each replaces the last, as a rollout does
+            manager.set_aspired_versions("m", {version: tmp_path / "1"})
+            wait_until(lambda v=version: manager.version_status("m", v)[0].state
+                       == State.AVAILABLE)
+        wait_until(lambda: manager.version_status("m", last - 1)[0].state == State.END)
+        manager.set_aspired_versions("m", {last: tmp_path / "1"})  # (prunes at each update)
+        kept = [r.version for r in manager.version_status("m")]
+        assert kept == list(range(last, last - KEPT_ENDED_VERSIONS - 1, -1))
+    finally:
+        manager.stop()
+
+
+def test_sigterm_while_waiting_for_a_first_version_exits_0(tmp_path):
+    """Before: an engine waiting for the first version of a model ignored SIGTERM and SIGINT
+    (it was killed after the stop's timeout)."""
+    (tmp_path / "empty").mkdir()
+    engine = EngineProcess("--model_name=later", f"--model_base_path={tmp_path / 'empty'}",
+                           "--file_system_poll_wait_seconds=1").start(wait="alive")
+    assert engine.stop(timeout=30) == 0, engine.log()
+    assert "stopping before the initial load is done" in engine.log()
+
+
+def test_sighup_drains_and_exits_0(tmp_path):
+    """Before: SIGHUP (a closed terminal) killed the process with no drain."""
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    engine = EngineProcess("--model_name=linear",
+                           f"--model_base_path={tmp_path / 'linear'}").start()
+    engine.process.send_signal(signal.SIGHUP)
+    assert engine.process.wait(60) == 0, engine.log()
+    assert "SIGHUP received" in engine.log() and "shutting down: draining" in engine.log()
+
+
+def test_a_second_sigint_exits_at_once(tmp_path):
+    """Before: a second Ctrl-C was ignored; the drain waited for a run that never returns."""
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    engine = EngineProcess("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
+                           monitoring_flag(tmp_path), "--grace_period_seconds=600").start()
+    try:
+        send_in_background(engine, NEVER_RETURNS)
+        wait_until(lambda: metric(engine.rest_url,
+                                  ':platform:requests_in_flight{entrypoint="GRPC"}') >= 1)
+        engine.process.send_signal(signal.SIGINT)
+        wait_until(lambda: "shutting down: draining" in engine.log())
+        engine.process.send_signal(signal.SIGINT)
+        assert engine.process.wait(60) == 128 + signal.SIGINT, engine.log()
+        assert "interrupted again: exiting now" in engine.log()
+    finally:
+        engine.kill()
+
+
+def test_staging_left_by_a_killed_exporter_is_shown_then_removed(tmp_path):
+    """Before: an exporter killed mid-way (SIGKILL, a lost node) never exposed a partial
+    version, but its ``.staging-*`` directory stayed for good."""
+    model_dir = tmp_path / "linear"
+    save_linear(model_dir / "1", a=1.0, b=0.0)
+    code = ("import sys, time; from pathlib import Path; from export import publish\n"
+            "with publish.staging_dir(Path(sys.argv[1])) as path:\n"
+            "    path.mkdir(); print(path, flush=True); time.sleep(600)")
+    exporter = subprocess.Popen([sys.executable, "-c", code, str(model_dir)],
+                                stdout=subprocess.PIPE, text=True)
+    killed = Path(exporter.stdout.readline().strip())
+    exporter.kill()
+    exporter.wait()
+    old = model_dir / ".staging-0123456789abcdef"  # an older exporter's name, a day old
+    old.mkdir()
+    os.utime(old, (0, 0))
+    shown = run_servectl("inspect", str(model_dir)).stdout
+    assert f"{killed.name}: stale (its exporter (pid {exporter.pid}) is gone" in shown
+    assert f"{old.name}: stale (untouched for" in shown
+    with publish.staging_dir(model_dir) as live:  # the next export removes them
+        assert not killed.exists() and not old.exists()
+        live.mkdir()
+        assert f"{live.name}: an export in progress" in run_servectl(
+            "inspect", str(model_dir)).stdout
+        with publish.staging_dir(model_dir):  # a concurrent export spares the live one
+            assert live.exists()
