@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +125,26 @@ def export_model(source: ExportSource, base_path: Path, version: int | None = No
             verification); nothing is published then.
     """
     model_dir = Path(base_path) / source.name
+    with _storage_errors(source.name, model_dir):
+        return _export(source, base_path, model_dir, version, tflite_variants, max_drop,
+                       progress)
+
+
+@contextmanager
+def _storage_errors(name: str, model_dir: Path) -> Iterator[None]:
+    """A full disk, a quota, a read-only mount or a permission is the user's to fix: one line
+    (and nothing published: staging is removed on the way out), never a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise ExportError(f"cannot export {name} to {model_dir}: {e.strerror or e}") from None
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as e:
+        reason = e.message.rpartition("; ")[2]  # TensorFlow's "<file>; No space left on device"
+        raise ExportError(f"cannot export {name} to {model_dir}: {reason}") from None
+
+
+def _export(source: ExportSource, base_path: Path, model_dir: Path, version: int | None,
+            tflite_variants: tuple[str, ...], max_drop: float, progress: bool) -> ExportReport:
     publish.ensure_writable(model_dir)
     publish.refuse_existing_version(model_dir, version)
     with publish.staging_dir(model_dir) as staged:

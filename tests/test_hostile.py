@@ -15,9 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
-from export import publish
+from export import pipeline, publish
+from export.errors import ExportError
 from servectl.engine_process import EngineProcess
 from serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
 from serving.engine.policy import State
@@ -186,3 +188,24 @@ def test_staging_left_by_a_killed_exporter_is_shown_then_removed(tmp_path):
             "inspect", str(model_dir)).stdout
         with publish.staging_dir(model_dir):  # a concurrent export spares the live one
             assert live.exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 300 KB tmpfs: a real file system that fills up (mounting one needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_an_export_with_one_line_and_nothing_left(zoo_source, full_disk):
+    """Before: a raw TensorFlow traceback (ResourceExhaustedError), exit 1."""
+    with pytest.raises(ExportError) as error:
+        pipeline.export_model(zoo_source("digits_mlp"), full_disk / "models", progress=False)
+    assert str(error.value) == (f"cannot export digits_mlp to {full_disk / 'models' / 'digits_mlp'}"
+                                ": No space left on device")
+    assert list((full_disk / "models" / "digits_mlp").iterdir()) == []
