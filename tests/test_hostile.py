@@ -6,6 +6,7 @@ Each case ran against the engine before its fix and failed there; the docstrings
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -17,10 +18,16 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from google.protobuf import text_format
 
 from export import pipeline, publish
 from export.errors import ExportError
 from servectl.engine_process import EngineProcess
+from serving.engine.config_protos import SSLConfig
 from serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
 from serving.engine.policy import State
 from serving.engine.servable import load_saved_model
@@ -209,3 +216,34 @@ def test_a_full_disk_stops_an_export_with_one_line_and_nothing_left(zoo_source, 
     assert str(error.value) == (f"cannot export digits_mlp to {full_disk / 'models' / 'digits_mlp'}"
                                 ": No space left on device")
     assert list((full_disk / "models" / "digits_mlp").iterdir()) == []
+
+
+def self_signed(valid_from: datetime.datetime, valid_to: datetime.datetime) -> SSLConfig:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "engine")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(valid_from).not_valid_after(valid_to).sign(key, hashes.SHA256()))
+    return SSLConfig(server_cert=cert.public_bytes(serialization.Encoding.PEM).decode(),
+                     server_key=key.private_bytes(
+                         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                         serialization.NoEncryption()).decode())
+
+
+@pytest.mark.parametrize(("days", "reason"), [((-30, -1), "expired on"),
+                                              ((1, 30), "is not valid before")],
+                         ids=["expired", "not_yet_valid"])
+def test_a_server_certificate_that_cannot_serve_now_refuses_the_start(tmp_path, days, reason):
+    """Before: the engine started and reported ready; every TLS handshake then failed."""
+    now = datetime.datetime.now(datetime.UTC)
+    config = self_signed(*(now + datetime.timedelta(days=d) for d in days))
+    (tmp_path / "ssl.config").write_text(text_format.MessageToString(config))
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    result = run_servectl("serve", "--model_name=linear",
+                          f"--model_base_path={tmp_path / 'linear'}",
+                          f"--ssl_config_file={tmp_path / 'ssl.config'}", timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.startswith("servectl serve: error:")]
+    assert len(lines) == 1 and "the server certificate (CN=engine)" in lines[0], result.stderr
+    assert reason in lines[0]

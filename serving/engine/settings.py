@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from serving.engine import model_config
+from serving.engine import model_config, tls
 from serving.engine.batcher import BatchingOptions
 from serving.engine.config_protos import (
     BatchingParameters,
@@ -69,7 +69,9 @@ def load(options: ServerOptions) -> EngineSettings:
     try:
         ssl = read_text_proto(options.ssl_config_file, SSLConfig) \
             if options.ssl_config_file else None
+        if ssl:
+            tls.check_validity(ssl)
         return EngineSettings(options, options.initial_config(), _batching(options),
                               _metrics_path(options), ssl)
-    except (ConfigFileError, model_config.ConfigParseError) as e:
+    except (ConfigFileError, model_config.ConfigParseError, tls.CertificateError) as e:
         raise SettingsError(str(e)) from None

@@ -5,11 +5,40 @@ Serving cannot do). ``client_verify`` asks every client for a certificate signed
 
 from __future__ import annotations
 
+import datetime
 import os
 import ssl
 import tempfile
 
 import grpc
+from cryptography import x509
+
+
+class CertificateError(ValueError):
+    """The server certificate cannot serve now: every client's handshake would fail."""
+
+
+def check_validity(config, now: datetime.datetime | None = None) -> None:
+    """Refuse a server certificate that has expired or is not valid yet, at start (TensorFlow
+    Serving starts and reports ready, then fails every TLS handshake).
+
+    Raises:
+        CertificateError: with the certificate's subject and dates.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    try:
+        cert = x509.load_pem_x509_certificate(config.server_cert.encode())
+    except ValueError as e:
+        raise CertificateError(f"ssl_config_file: server_cert is not a PEM certificate: {e}") \
+            from None
+    subject = cert.subject.rfc4514_string()
+    if now > cert.not_valid_after_utc:
+        raise CertificateError(f"ssl_config_file: the server certificate ({subject}) expired "
+                               f"on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC; renew it")
+    if now < cert.not_valid_before_utc:
+        raise CertificateError(f"ssl_config_file: the server certificate ({subject}) is not "
+                               f"valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC "
+                               "(is this machine's clock right?)")
 
 
 def grpc_credentials(config) -> grpc.ServerCredentials:
