@@ -34,7 +34,7 @@ from serving.engine.servable import load_saved_model
 from serving.versions import MAX_VERSION
 from tests.conftest import metric, models_config, monitoring_flag, run_servectl, wait_until
 from tests.model_builders import save_linear
-from tests.test_lifecycle import predict, statuses
+from tests.test_lifecycle import http, predict, statuses
 from tests.test_watchdog import NEVER_RETURNS, send_in_background
 
 WITHOUT_ROOTS_READ_ANYTHING = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
@@ -247,3 +247,33 @@ def test_a_server_certificate_that_cannot_serve_now_refuses_the_start(tmp_path, 
              if line.startswith("servectl serve: error:")]
     assert len(lines) == 1 and "the server certificate (CN=engine)" in lines[0], result.stderr
     assert reason in lines[0]
+
+
+def version_states(engine: EngineProcess, model: str) -> dict[int, str]:
+    _, body = http(f"{engine.rest_url}/v1/models/{model}")
+    return {int(s["version"]): s["state"] for s in body.get("model_version_status", [])}
+
+
+def test_a_version_that_keeps_failing_delays_no_other_model(tmp_path):
+    """Before: a truncated saved_model.pb was retried 6 times, 60 s apart, on the manager's
+    only thread: another model's new version waited 298 s to load."""
+    bases = {name: tmp_path / name for name in ("bad", "good")}
+    for base in bases.values():
+        save_linear(base / "1", a=1.0, b=0.0)
+    config = tmp_path / "models.config"
+    config.write_text(models_config(bases))
+    engine = EngineProcess(f"--model_config_file={config}",
+                           "--file_system_poll_wait_seconds=1").start()  # default retries
+    try:
+        broken = tmp_path / "broken"
+        shutil.copytree(bases["bad"] / "1", broken)
+        pb = broken / "saved_model.pb"
+        pb.write_bytes(pb.read_bytes()[:100])  # truncated
+        broken.rename(bases["bad"] / "2")
+        wait_until(lambda: "loading bad version 2 failed (attempt 1)" in engine.log())
+        save_linear(bases["good"] / "2", a=2.0, b=0.0)
+        wait_until(lambda: version_states(engine, "good").get(2) == "AVAILABLE", timeout=30)
+        assert version_states(engine, "bad")[2] == "LOADING"  # still waiting to retry
+        assert version_states(engine, "bad")[1] == "AVAILABLE"
+    finally:
+        assert engine.stop() == 0

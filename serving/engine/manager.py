@@ -60,6 +60,11 @@ class VersionRecord:
     error: ServingError | None = None
     servable: Servable | None = None
     fingerprint: tuple = ()
+    attempts: int = 0
+    retry_at: float | None = None
+    """Set while a failed load waits for its next attempt (``--load_retry_interval_micros``),
+    still LOADING as in TensorFlow Serving: the worker meanwhile serves every other model's
+    loads and unloads."""
 
     @property
     def failed(self) -> bool:
@@ -248,13 +253,23 @@ class Manager:
         self._worker.join()
 
     def _next(self) -> tuple[str, VersionRecord, str] | None:
+        now = time.monotonic()
         for model, records in self._records.items():
-            views = [VersionView(r.version, r.aspired, r.state, r.failed)
-                     for r in records.values()]
-            action = next_action(views)
+            for record in records.values():
+                if record.retry_at is not None and (record.retry_at <= now
+                                                    or not record.aspired):
+                    return model, record, "load"  # (one no longer aspired ends at once)
+            action = next_action([VersionView(r.version, r.aspired, r.state, r.failed)
+                                  for r in records.values()])
             if action:
                 return model, records[action.version], action.kind
         return None
+
+    def _next_retry_in(self) -> float | None:
+        """Seconds until the earliest retry is due (None: none is waiting)."""
+        due = [r.retry_at for records in self._records.values() for r in records.values()
+               if r.retry_at is not None]
+        return max(min(due) - time.monotonic(), 0.0) if due else None
 
     def _work(self) -> None:
         while True:
@@ -263,7 +278,7 @@ class Manager:
                 while step is None:
                     if self._stopping:
                         return
-                    self._lock.wait()
+                    self._lock.wait(self._next_retry_in())
                     step = self._next()
                 model, record, kind = step
                 record.state = State.LOADING if kind == "load" else State.UNLOADING
@@ -281,22 +296,30 @@ class Manager:
             self._notify()
 
     def _load(self, model: str, record: VersionRecord) -> None:
+        """One attempt; a failed one is retried ``load_retries`` times, each after
+        ``retry_interval_s`` in which the worker goes on with other versions (one bad version
+        never delays another model's load)."""
         started = time.monotonic()
-        for attempt in range(self._load_retries + 1):
-            try:
-                servable = self._loader(model, record.version, record.path)
-                break
-            except Exception as e:  # noqa: BLE001 - any load failure is reported in status
-                error = e if isinstance(e, ServingError) else ServingError(
-                    grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
-                log.warning("loading %s version %s failed (attempt %d): %s", model,
-                            record.version, attempt + 1, error.message)
-                if attempt == self._load_retries or not record.aspired:
-                    with self._lock:
-                        record.state, record.error = State.END, error
-                        record.fingerprint = fingerprint(record.path)
-                    return
-                time.sleep(self._retry_interval_s)
+        record.retry_at = None
+        if not record.aspired:  # dropped while it waited to retry
+            with self._lock:
+                record.state = State.END
+            return
+        try:
+            servable = self._loader(model, record.version, record.path)
+        except Exception as e:  # noqa: BLE001 - any load failure is reported in status
+            error = e if isinstance(e, ServingError) else ServingError(
+                grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
+            record.attempts += 1
+            log.warning("loading %s version %s failed (attempt %d): %s", model,
+                        record.version, record.attempts, error.message)
+            with self._lock:
+                if record.attempts <= self._load_retries and record.aspired:
+                    record.retry_at = time.monotonic() + self._retry_interval_s
+                else:
+                    record.state, record.error = State.END, error
+                    record.fingerprint = fingerprint(record.path)
+            return
         log.info("loaded %s version %s in %.2fs", model, record.version,
                  time.monotonic() - started)
         with self._lock:
