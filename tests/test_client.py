@@ -43,7 +43,9 @@ from tests.model_builders import save_linear
 
 HPT, METRICS = "half_plus_two", "/metrics"
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
-FAILURES = (("nope", "NOT_FOUND"), (HPT, "INVALID_ARGUMENT"))
+FAILURES = (("(unknown)", "NOT_FOUND"), (HPT, "INVALID_ARGUMENT"))
+"""How the engine counts the two bad requests below (a model it does not serve is counted as
+``(unknown)``: clients' names are no label values)."""
 
 
 class Blocking:
