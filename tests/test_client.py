@@ -118,7 +118,7 @@ def replicas(test_models, tmp_path_factory):
 def request_count(engine: EngineProcess, model: str, status: str) -> int:
     """TF Serving's ``:tensorflow:serving:request_count`` from the engine's metrics page."""
     page = urllib.request.urlopen(engine.rest_url + METRICS, timeout=10).read().decode()
-    found = re.search(rf':tensorflow:serving:request_count{{model_name="{model}",'
+    found = re.search(rf':tensorflow:serving:request_count{{model_name="{re.escape(model)}",'
                       rf'status="{status}"}} (\d+)', page)
     return int(found.group(1)) if found else 0
 
