@@ -74,8 +74,11 @@ def test_three_times_capacity_is_refused_fast_and_recovers(engine):
     assert {m for _, m in refused} == {
         "The batch scheduling queue to which this task was submitted is full"}
     refused_p50 = float(np.percentile([t for t, _ in refused], 50)) * 1000
-    accepted_p99 = float(np.percentile(ok, 99))
-    assert refused_p50 < 50, f"refusals took {refused_p50:.1f} ms"
+    accepted_p50, accepted_p99 = (float(p) for p in np.percentile(ok, [50, 99]))
+    # Fast, relative to the machine it runs on: a refusal waits for no batch (measured: 2-5 ms
+    # on a quiet machine; 61 ms once beside a CPU hog and a second test suite).
+    assert refused_p50 < accepted_p50, \
+        f"refusals took {refused_p50:.1f} ms, accepted requests {accepted_p50:.1f} ms"
     assert accepted_p99 < 40 * baseline * 1000, "accepted requests waited without bound"
     dropped = time.monotonic()
     while call(engine)[1] > 2 * baseline + 0.05:
