@@ -75,8 +75,8 @@ def test_three_times_capacity_is_refused_fast_and_recovers(engine):
         "The batch scheduling queue to which this task was submitted is full"}
     refused_p50 = float(np.percentile([t for t, _ in refused], 50)) * 1000
     accepted_p50, accepted_p99 = (float(p) for p in np.percentile(ok, [50, 99]))
-    # Fast, relative to the machine it runs on: a refusal waits for no batch (measured: 2-5 ms
-    # on a quiet machine; 61 ms once beside a CPU hog and a second test suite).
+    # Fast, relative to the machine it runs on: a refusal waits for no batch (last recorded run:
+    # 14 ms; 61 ms once beside a CPU hog and a second test suite).
     assert refused_p50 < accepted_p50, \
         f"refusals took {refused_p50:.1f} ms, accepted requests {accepted_p50:.1f} ms"
     assert accepted_p99 < 40 * baseline * 1000, "accepted requests waited without bound"
