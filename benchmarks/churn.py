@@ -28,12 +28,12 @@ from benchmarks.lifecycle import (
     ModelSwitch,
     export_zoo,
     machine,
-    pyplot,
     rss_mb,
     save_weights_model,
     start_engine,
     write_json,
 )
+from benchmarks.plotting import pyplot
 
 RESIDENT = "resident"
 CHURNED = "churned"

@@ -158,12 +158,3 @@ def write_json(path: Path, record: dict) -> Path:
     path.write_text(json.dumps(record, indent=1))
     return path
 
-
-def pyplot():
-    """matplotlib's pyplot on the file-only backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

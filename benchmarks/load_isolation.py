@@ -29,10 +29,10 @@ from benchmarks.lifecycle import (
     ModelSwitch,
     export_zoo,
     machine,
-    pyplot,
     start_engine,
     write_json,
 )
+from benchmarks.plotting import pyplot
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 SETTLE_S = 1.0

@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import LevelResult, Target, run_level
+from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess, free_port
 from servectl.table import format_table
 
@@ -179,10 +180,7 @@ def report(model: str, limit: dict, found: dict[str, list[LevelResult]], out: Pa
 
 def plot(record: dict, path: Path) -> None:
     """Throughput vs p99 per mode (log-log), with the in-process limit, from a results JSON."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for mode, levels in record["modes"].items():

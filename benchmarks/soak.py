@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess
 
 MODEL = "soak"
@@ -777,10 +778,7 @@ def report(summary: dict) -> str:
 
 def plot(record: dict, path: Path) -> None:
     """RSS, descriptors and threads over time, and p50/p99 per window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     load = [s for s in record["samples"] if s["phase"] == "load"]
     t = [s["t"] / 60 for s in load]

@@ -30,7 +30,6 @@ STALE_AFTER_S = 24 * 3600
 exporter that died: no export takes a day."""
 
 
-
 def refuse_existing_version(model_dir: Path, version: int | None) -> None:
     """Versions are immutable: refuse to export into one that exists (before any work)."""
     if version is not None and (model_dir / str(version)).exists():
@@ -101,13 +100,10 @@ def staging_dirs(model_dir: Path) -> list[Staging]:
     return found
 
 
-def remove_stale_staging(model_dir: Path) -> list[Path]:
-    removed = []
+def remove_stale_staging(model_dir: Path) -> None:
     for staging in staging_dirs(model_dir):
         if staging.why_stale:
             shutil.rmtree(staging.path, ignore_errors=True)
-            removed.append(staging.path)
-    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -116,7 +112,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     return True
 
 

@@ -242,12 +242,12 @@ def _node_chunks(nodes, size: int) -> list[list] | None:
             if missing[user] == 0:
                 ready.append(user)
     if sum(map(len, chunks)) + len(chunk) < len(nodes):
-        return None  # a cycle: a TF1 while loop
+        return None  # a cycle between groups
     return chunks + [chunk] if chunk else chunks
 
 
 def _tied_groups(needs: dict[str, tuple[set[str], set[str]]]) -> dict[str, str]:
-    """Each node's group: nodes joined by control or colocation edges (union-find)."""
+    """Each node's group: nodes joined by control, colocation or name-scope ties (union-find)."""
     parent = {name: name for name in needs}
 
     def root(name: str) -> str:

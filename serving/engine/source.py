@@ -29,7 +29,7 @@ def complete_versions(base_path: Path, prefer_tflite: bool) -> tuple[dict[int, P
     """Version children of ``base_path`` that hold a complete model (``007`` is version 7),
     and the entries skipped that were meant as versions, with why: a name that is no version
     (serving/versions.py) or a directory that cannot be read. One such entry never hides the
-    others (``os.scandir`` errors are per entry).
+    others (each entry is read on its own).
 
     A TF1 Session Bundle (``export.meta``) counts, so that it fails to load as in TF Serving."""
     markers = (SAVED_MODEL_FILE, SESSION_BUNDLE_FILE) + ((TFLITE_FILE,) if prefer_tflite else ())

@@ -18,14 +18,14 @@ class CertificateError(ValueError):
     """The server certificate cannot serve now: every client's handshake would fail."""
 
 
-def check_validity(config, now: datetime.datetime | None = None) -> None:
+def check_validity(config) -> None:
     """Refuse a server certificate that has expired or is not valid yet, at start (TensorFlow
     Serving starts and reports ready, then fails every TLS handshake).
 
     Raises:
         CertificateError: with the certificate's subject and dates.
     """
-    now = now or datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.UTC)
     try:
         cert = x509.load_pem_x509_certificate(config.server_cert.encode())
     except ValueError as e:
