@@ -7,7 +7,8 @@ One import for every wire conversion, in TensorFlow Serving's formats:
   model up in between as TensorFlow Serving does), then `bind_inputs` /
   `coerce_to_dtype` (signature names and dtypes, with TensorFlow Serving's strictness).
 * JSON responses: `encode_predict_json` (`predictions` / `outputs`).
-* gRPC: `ndarray_to_tensor_proto` / `tensor_proto_to_ndarray`.
+* gRPC: `ndarray_to_tensor_proto` / `tensor_proto_to_ndarray`, and `declared_nbytes` (what a
+  `TensorProto` will take decoded, checked before it is).
 * The dtype table: `resolve`, `dtype_of_array`, `BY_ENUM`, `BY_NAME`, `BY_NUMPY`.
 
 Everything is a pure function over numpy arrays and raises
@@ -35,7 +36,7 @@ from serving.codec_json import (
 )
 from serving.codec_json_encode import encode_predict_json, tf_float32_values
 from serving.codec_json_parse import parse_json_object
-from serving.codec_proto import ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from serving.codec_proto import declared_nbytes, ndarray_to_tensor_proto, tensor_proto_to_ndarray
 from serving.codec_values import coerce_to_dtype, format_decimal
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "TFDType",
     "bind_inputs",
     "coerce_to_dtype",
+    "declared_nbytes",
     "decode_predict_document",
     "decode_predict_json",
     "dtype_of_array",

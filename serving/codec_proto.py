@@ -22,13 +22,19 @@ from serving.codec_dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
 from serving.codec_values import map_objects
 from serving.errors import invalid_argument
 
-__all__ = ["MAX_TENSOR_BYTES", "ndarray_to_tensor_proto", "tensor_proto_to_ndarray"]
+__all__ = ["MAX_FILLED_BYTES", "MAX_TENSOR_BYTES", "declared_nbytes", "ndarray_to_tensor_proto",
+           "tensor_proto_to_ndarray"]
 
 MAX_RANK = 64  # numpy's limit on dimensions (TensorFlow allows 254)
 MAX_TENSOR_BYTES = 2**31 - 1
 """The largest tensor decoded (its non-zero dimensions, for empty ones): what the largest gRPC
 message (INT32_MAX bytes, as in TensorFlow Serving) could carry in `tensor_content`. It stops a
 few bytes of shape with one typed value from asking for terabytes."""
+MAX_FILLED_BYTES = 1 << 20
+"""The largest tensor decoded from fewer typed values than its shape holds (TensorFlow repeats
+the last value, or zeros when there is none): beyond it, a request of a few bytes could ask
+for gigabytes, which TensorFlow Serving allocates and this engine refuses."""
+STRING_OVERHEAD = 40  # bytes a decoded string element takes beyond its characters (CPython)
 
 # Typed fields of fixed-width values: their packed wire payload is the raw little-endian
 # array, so it is written with one MergeFromString instead of one append per value.
@@ -146,6 +152,43 @@ def _fit(values: np.ndarray, size: int) -> np.ndarray:
     if values.size == 0:
         return np.full(size, b"" if values.dtype == object else 0, dtype=values.dtype)
     return np.concatenate([values, np.full(size - values.size, values[-1], dtype=values.dtype)])
+
+
+def _stored_count(proto: Any, dt: TFDType) -> int:
+    count = len(getattr(proto, dt.field))
+    return count // 2 if dt.field in ("scomplex_val", "dcomplex_val") else count
+
+
+def declared_nbytes(proto: Any) -> int:
+    """The bytes a `TensorProto` takes once decoded, from its dtype and shape, checked against
+    what it carries before anything is allocated.
+
+    A tensor that cannot be decoded counts 0 here: `tensor_proto_to_ndarray` says why.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for typed values fewer than the shape holds that would
+            be stretched past `MAX_FILLED_BYTES`.
+    """
+    dt = BY_ENUM.get(proto.dtype)
+    if dt is None or not dt.numpy_name or proto.tensor_shape.unknown_rank:
+        return 0
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    if len(shape) > MAX_RANK or any(size < 0 for size in shape):
+        return 0
+    size = math.prod(shape)
+    if proto.tensor_content and dt is not DT_STRING:
+        return len(proto.tensor_content)
+    if dt is DT_STRING:
+        nbytes = sum(map(len, proto.string_val)) + STRING_OVERHEAD * size
+    else:
+        nbytes = size * dt.numpy.itemsize
+    carried = _stored_count(proto, dt)
+    if carried < size and nbytes > MAX_FILLED_BYTES:
+        raise invalid_argument(
+            f"A {dt.name} tensor of shape {shape} declares {nbytes} bytes but carries "
+            f"{carried} of its {size} values; a tensor filled from fewer values than its "
+            f"shape may hold at most {MAX_FILLED_BYTES} bytes")
+    return nbytes
 
 
 def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:

@@ -75,6 +75,10 @@ class ServingError(Exception):
         """The HTTP status of this error on the REST API."""
         return http_status(self.code)
 
+    def __reduce__(self):
+        """Pickled with both arguments, so that it crosses a process pool whole."""
+        return type(self), (self.code, self.message)
+
     def __repr__(self) -> str:
         return f"ServingError({self.code.name}, {self.message!r})"
 

@@ -17,9 +17,6 @@ from servectl.errors import UsageError
 from servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
-EMBEDDED_ONLY_FLAGS = ("--engine", "--grace_period_seconds", "--host", "--workers",
-                       "--rest_api_enable_ssl", "--admin_address", "--rest_api_max_body_bytes",
-                       "--stall_timeout_seconds")
 
 EXAMPLE = """examples:
   servectl serve --rest_api_port=8501 --model_name=digits_cnn \\
@@ -45,13 +42,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _tfserving_argv(argv: list[str]) -> list[str]:
     """The command line minus the flags only the embedded engine knows."""
+    from serving.engine.options import ServerOptions
+
+    embedded_only = ("--engine", *ServerOptions.embedded_only_flags())
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
         name = arg.split("=", 1)[0]
-        if name in EMBEDDED_ONLY_FLAGS:
+        if name in embedded_only:
             skip = "=" not in arg
             continue
         kept.append(arg)

@@ -6,6 +6,10 @@ characters are cut and end with ``...TRUNCATED``, as ``model_servers/grpc_status
 The health service reports SERVING, for the server and for both services (by full and by short
 name), only while the engine is ready (:mod:`serving.engine.health`). A client that cancels
 its call, or closes its channel, cancels the handler: work still queued for it is dropped.
+
+Before a request's tensors are decoded, what they declare is checked against what they carry
+(:func:`serving.codec.declared_nbytes`) and reserved from the request memory budget
+(:mod:`serving.engine.request_memory`; RESOURCE_EXHAUSTED past it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall
 from serving.engine.core import ServerCore
 from serving.engine.health import Health
+from serving.engine.request_memory import RequestMemory
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -156,35 +161,50 @@ def _deadline(context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def _declared_nbytes(inputs) -> int:
+    """What a request's tensors will take decoded; TensorFlow Serving's parsing error, with
+    the reason, for one that declares far more than it carries."""
+    total = 0
+    for alias, proto in inputs.items():
+        try:
+            total += codec.declared_nbytes(proto)
+        except ServingError as e:
+            raise invalid_argument(f"tensor parsing error: {alias}: {e.message}") from None
+    return total
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, service: PredictionService):
-        self._service = service
+    def __init__(self, service: PredictionService, memory: RequestMemory):
+        self._service, self._memory = service, memory
 
     @_abort_on_error
     @_counted("Predict")
     async def Predict(self, request, context):  # noqa: N802 - gRPC method names
         spec = model_spec(request)  # before the tensors, as predict_impl.cc checks it first
-        inputs = {}
-        for alias, proto in request.inputs.items():
-            try:
-                inputs[alias] = codec.tensor_proto_to_ndarray(proto)
-            except ServingError:
-                raise invalid_argument(f"tensor parsing error: {alias}") from None
-        call = PredictCall(spec, inputs, tuple(request.output_filter),
-                           deadline=_deadline(context))
-        return responses.predict_response(await self._service.predict(call))
+        with self._memory.reserve(_declared_nbytes(request.inputs)):
+            inputs = {}
+            for alias, proto in request.inputs.items():
+                try:
+                    inputs[alias] = codec.tensor_proto_to_ndarray(proto)
+                except ServingError:
+                    raise invalid_argument(f"tensor parsing error: {alias}") from None
+            call = PredictCall(spec, inputs, tuple(request.output_filter),
+                               deadline=_deadline(context))
+            return responses.predict_response(await self._service.predict(call))
 
     @_abort_on_error
     @_counted("Classify")
     async def Classify(self, request, context):  # noqa: N802
-        return responses.classify_response(await self._service.classify(
-            model_spec(request), request.input, _deadline(context)))
+        with self._memory.reserve(request.ByteSize()):
+            return responses.classify_response(await self._service.classify(
+                model_spec(request), request.input, _deadline(context)))
 
     @_abort_on_error
     @_counted("Regress")
     async def Regress(self, request, context):  # noqa: N802
-        return responses.regress_response(await self._service.regress(
-            model_spec(request), request.input, _deadline(context)))
+        with self._memory.reserve(request.ByteSize()):
+            return responses.regress_response(await self._service.regress(
+                model_spec(request), request.input, _deadline(context)))
 
     @_abort_on_error
     async def MultiInference(self, request, context):  # noqa: N802
@@ -193,9 +213,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             # none): multi_inference_helper.cc, GetModelSpecFromRequest.
             raise invalid_argument("ModelSpec has no name specified.")
         tasks = [(model_spec(task, check_name=False), task.method_name) for task in request.tasks]
-        results = await self._service.multi_inference(tasks, request.input,
-                                                      _deadline(context))
-        return responses.multi_inference_response(results)
+        with self._memory.reserve(request.ByteSize()):
+            results = await self._service.multi_inference(tasks, request.input,
+                                                          _deadline(context))
+            return responses.multi_inference_response(results)
 
     @_abort_on_error
     async def GetModelMetadata(self, request, context):  # noqa: N802
@@ -261,7 +282,7 @@ def channel_arguments(text: str) -> list[tuple[str, str | int]]:
 
 
 def build_server(service: PredictionService, core: ServerCore, health_reporter: HealthReporter,
-                 channel_args: str = "") -> grpc.aio.Server:
+                 memory: RequestMemory, channel_args: str = "") -> grpc.aio.Server:
     """A gRPC server with every service registered; ports are added by the caller."""
     # --grpc_channel_arguments override the defaults, as in TensorFlow Serving (gRPC itself
     # would keep the first of two values for one key).
@@ -271,7 +292,7 @@ def build_server(service: PredictionService, core: ServerCore, health_reporter: 
     server = grpc.aio.server(options=list(options.items()),
                              interceptors=[UndecodableRequests()])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service), server)
+        PredictionServicer(service, memory), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, core),
                                                               server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)

@@ -34,8 +34,13 @@ def freeze_imports() -> None:
     gc.freeze()
 
 
+def trim() -> None:
+    """Hand the pages glibc keeps for reuse back to the OS (nothing for other allocators)."""
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
 def release_unloaded() -> None:
     """After an unload: free the dropped version's cycles and return its memory to the OS."""
     gc.collect()
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
+    trim()

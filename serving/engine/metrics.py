@@ -7,7 +7,8 @@ only, counters without prometheus-client's ``_total`` suffix, no ``_created`` se
 
 Beyond TensorFlow Serving (prefix ``:platform:``): latency per signature and version, requests in
 flight (the autoscaling signal), batch queue depth, versions loaded per model, requests whose
-caller went away (by reason and stage), and the watchdog's stalls (``serving/engine/watchdog.py``).
+caller went away (by reason and stage), the memory held by requests in flight and
+the requests it refused, and the watchdog's stalls (``serving/engine/watchdog.py``).
 
 One :class:`Metrics` object per server, on its own registry, so tests get a fresh one.
 """
@@ -90,6 +91,11 @@ class Metrics:
                                  registry=r)
         """Requests whose caller went away (``reason``: cancelled, deadline); ``stage`` queued:
         dropped before it was computed; running: computed, the answer discarded."""
+        self.request_memory = Gauge(f"{OURS}request_memory_bytes", "", registry=r)
+        """Memory reserved by the requests in flight (serving/engine/request_memory.py)."""
+        self.request_memory_refused = Counter(f"{OURS}request_memory_refused", "",
+                                              registry=r)
+        """Requests refused RESOURCE_EXHAUSTED because the budget could not hold them."""
         self.stalled = Gauge(f"{OURS}stalled", "", ["component"], registry=r)
         self.stalls = Counter(f"{OURS}stalls", "", ["component"], registry=r)
         self.is_known_model: Callable[[str], bool] = lambda name: True

@@ -46,8 +46,12 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     """Add CORS headers to REST responses."""
     rest_api_max_body_bytes: int = 1 << 30
-    """Largest REST request body (after gunzip); larger gets 413 before it is read or parsed
-    (not a TF Serving flag)."""
+    """Largest REST request body (after gunzip); larger gets 413 before it is read or parsed,
+    as does one larger than the request memory budget could parse (not a TF Serving flag)."""
+    request_memory_budget_bytes: int = 0
+    """Memory the requests in flight may reserve for their tensors (a REST body reserves 40x
+    its size); past it RESOURCE_EXHAUSTED / 429. 0: a quarter of the memory the process may
+    use (its cgroup limit or the machine's); negative: no budget (not a TF Serving flag)."""
     model_name: str = "default"
     """Single-model mode: the model's name."""
     model_base_path: str = ""
@@ -97,7 +101,8 @@ class ServerOptions:
     rest_api_enable_ssl: bool = False
     """Serve REST over TLS too, with the --ssl_config_file key pair (not a TF Serving flag)."""
     admin_address: str = ""
-    """host:port for /healthz, /readyz and metrics, instead of the REST port (not TF Serving)."""
+    """host:port for /healthz, /readyz and metrics, instead of the REST port (not a TF Serving
+    flag)."""
     stall_timeout_seconds: float = 60.0
     """Liveness and readiness fail when a model run lasts longer, or queued work sees no batch
     run for longer (serving/engine/watchdog.py); 0 turns the watchdog off (not a TF Serving
@@ -155,6 +160,13 @@ class ServerOptions:
         docs = _attribute_docs(ServerOptions)
         return [f"--{f.name}" for f in fields(self) if docs.get(f.name, "").startswith(
             "No effect here") and getattr(self, f.name) != f.default]
+
+    @staticmethod
+    def embedded_only_flags() -> tuple[str, ...]:
+        """The flags ``tensorflow_model_server`` does not have (documented as such)."""
+        docs = _attribute_docs(ServerOptions)
+        return tuple(f"--{name}" for name, doc in docs.items()
+                     if "(not a TF Serving flag)" in " ".join(doc.split()))
 
     @property
     def tags(self) -> set[str]:

@@ -13,10 +13,18 @@ down); see :mod:`serving.engine.health`.
 
 A client that closes its connection cancels its request (aiohttp's ``handler_cancellation``): a
 request still queued for a batch or the model executor is dropped, not computed.
+
+Memory: a body is refused 413 when it is larger than ``--rest_api_max_body_bytes`` or than the
+request memory budget could ever parse (:mod:`serving.engine.request_memory`), at once when its
+``Content-Length`` says so; it reserves its share of the budget before it is parsed (429 when the
+budget cannot hold it now). A large gzip body is inflated on a thread (zlib lets the GIL go), a
+large JSON one parsed in a child process (:mod:`serving.engine.body_decoders`), so that the
+event loop keeps serving other clients meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import ssl
@@ -30,9 +38,11 @@ import orjson
 from aiohttp import http_exceptions, web
 
 from serving import codec, codec_examples
-from serving.engine import responses
+from serving.engine import body_decoders, responses
+from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.health import Health
+from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
 
@@ -100,9 +110,11 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 class RestApi:
     """aiohttp handlers over one :class:`PredictionService`."""
 
-    def __init__(self, service: PredictionService, health: Health, timeout_ms: int,
-                 cors: bool = False, metrics_path: str | None = None):
+    def __init__(self, service: PredictionService, health: Health, memory: RequestMemory,
+                 decoders: BodyDecoders, timeout_ms: int, cors: bool = False,
+                 metrics_path: str | None = None):
         self._service, self._health = service, health
+        self._memory, self._decoders = memory, decoders
         self._metrics_path = metrics_path
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
         self._headers = {**JSON_HEADERS, **(CORS_HEADERS if cors else {})}
@@ -114,6 +126,9 @@ class RestApi:
             if V1_PREFIX.match(request.path):
                 return await self._v1(request)
             return (with_admin and self._admin(request)) or _not_found()
+        if self._memory.budget:
+            parsable = self._memory.budget // JSON_PARSE_FACTOR
+            max_body_bytes = min(max_body_bytes, parsable) if max_body_bytes else parsable
         self._max_body_bytes = max_body_bytes
         app = web.Application(client_max_size=max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", route)
@@ -174,7 +189,9 @@ class RestApi:
             name, version, label, verb = match.groups()
             spec_args = (unquote(name), _version(version), label and unquote(label))
             handler: Callable[..., Awaitable[tuple]] = getattr(self, f"_{verb}")
-            return await handler(spec_args, await self._body(request))
+            body = await self._body(request)
+            with self._memory.reserve(len(body) * JSON_PARSE_FACTOR):
+                return await handler(spec_args, body)
         if request.method == "GET":
             match = GET_PATH.fullmatch(path)
             if match is None:
@@ -200,18 +217,20 @@ class RestApi:
             raise ServingError(grpc.StatusCode.CANCELLED, "The client closed the connection "
                                "before sending the whole request body") from None
         if "gzip" in request.headers.get("Content-Encoding", ""):
-            body = _gunzip(body, limit)
+            body = await asyncio.to_thread(_gunzip, body, limit) if len(
+                body) > body_decoders.OFF_LOOP_BYTES else _gunzip(body, limit)
         return body
 
     def _deadline(self) -> float | None:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
 
     async def _predict(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
-        document = codec.parse_predict_json(body)
-        spec = ModelSpec(*spec_args, signature_name=document.get("signature_name") or "")
+        signature_name, request = await self._decoders.decode(body_decoders.decode_predict, body)
+        spec = ModelSpec(*spec_args, signature_name=signature_name)
         # TensorFlow Serving looks the model and signature up before reading the tensors.
         self._service.check_rest_signature(spec)
-        request = codec.decode_predict_document(document)
+        if isinstance(request, ServingError):
+            raise request
         call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
                            deadline=self._deadline())
         result = await self._service.predict(call)
@@ -219,7 +238,8 @@ class RestApi:
 
     async def _on_examples(self, method: Callable, spec_args: tuple, body: bytes):
         """Decode a classify/regress body and call the service ``method`` with it."""
-        signature_name, model_input = codec_examples.decode_examples_json(body)
+        signature_name, model_input = await self._decoders.decode(
+            codec_examples.decode_examples_json, body)
         return await method(ModelSpec(*spec_args, signature_name or ""), model_input,
                             self._deadline())
 

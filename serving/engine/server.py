@@ -24,12 +24,14 @@ import uvloop
 
 from serving.engine import grpc_api, memory, rest, tls
 from serving.engine.batcher import BatchScheduler
+from serving.engine.body_decoders import BodyDecoders
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.health import Health
 from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
 from serving.engine.options import ServerOptions
+from serving.engine.request_memory import RequestMemory, budget_bytes
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
@@ -83,8 +85,11 @@ class EngineServer:
         self.watchdog.watch_threads(self.manager.thread)
         self.engine_health = Health(self.service.ready, self.watchdog)
         self.health = grpc_api.HealthReporter(self.engine_health)
-        self.rest_api = rest.RestApi(self.service, self.engine_health,
-                                     options.rest_api_timeout_in_ms,
+        self.request_memory = RequestMemory(budget_bytes(options.request_memory_budget_bytes),
+                                            self.metrics)
+        self.body_decoders = BodyDecoders()
+        self.rest_api = rest.RestApi(self.service, self.engine_health, self.request_memory,
+                                     self.body_decoders, options.rest_api_timeout_in_ms,
                                      options.rest_api_enable_cors_support,
                                      settings.metrics_path)
         self.stopping = asyncio.Event()
@@ -99,7 +104,7 @@ class EngineServer:
     async def _start_front_ends(self):
         options = self.options
         grpc_server = grpc_api.build_server(self.service, self.core, self.health,
-                                            options.grpc_channel_arguments)
+                                            self.request_memory, options.grpc_channel_arguments)
         ssl_config = self.ssl_config
         for address in ([f"{options.host}:{options.port}"] if options.port else []) + (
                 [f"unix:{options.grpc_socket_path}"] if options.grpc_socket_path else []):
@@ -117,6 +122,7 @@ class EngineServer:
                                     with_admin=not options.admin_address)
             runners.append(await rest.start(app, options.host, options.rest_api_port, grace,
                                             context))
+            self.body_decoders.warm()
             print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",
                   flush=True)
         if options.admin_address:
@@ -201,6 +207,7 @@ class EngineServer:
         if self.batcher:
             self.batcher.stop(self.options.grace_period_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.body_decoders.close()
 
 
 def _raise_open_file_limit() -> None:

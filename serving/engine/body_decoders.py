@@ -1,0 +1,84 @@
+"""Large REST bodies decoded in child processes: off the event loop, out of the engine's memory.
+
+Parsing JSON is long C calls that hold the GIL (orjson, numpy's list conversion): on a thread,
+a 72 MB body left the event loop 7 turns in 8 seconds, so every other client waited. In a child
+process the event loop keeps serving, the Python objects a document becomes (15-40x its size)
+live and die in the child, and the engine receives only the decoded arrays. Bodies up to
+``OFF_LOOP_BYTES`` are decoded inline: below it the hop costs more than the work.
+
+A child that dies (the OOM killer) fails only the request it was decoding (UNAVAILABLE); the
+pool is rebuilt for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+import grpc
+
+from serving import codec
+from serving.codec_json import PredictJsonRequest
+from serving.engine import memory
+from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+OFF_LOOP_BYTES = 256 << 10
+
+
+def decode_predict(body: bytes) -> tuple[str, PredictJsonRequest | ServingError]:
+    """A predict body's signature name and its tensors, or the error decoding them gave:
+    the caller checks the signature first, as TensorFlow Serving looks it up before reading
+    the tensors. A body that is not a JSON object raises."""
+    document = codec.parse_predict_json(body)
+    try:
+        return document.get("signature_name") or "", codec.decode_predict_document(document)
+    except ServingError as e:
+        return document.get("signature_name") or "", e
+
+
+def _in_child(fn: Callable[[bytes], T], body: bytes) -> T:
+    try:
+        return fn(body)
+    finally:
+        memory.trim()  # the document's pages, back to the OS before the next body
+
+
+class BodyDecoders:
+    """A pool of decoder processes, started with the engine and rebuilt when one dies."""
+
+    def __init__(self, workers: int = 0):
+        self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def warm(self) -> None:
+        """Start the processes now, so that the first large body does not wait for them."""
+        for _ in range(self._workers):
+            self._pool.submit(int)
+
+    async def decode(self, fn: Callable[[bytes], T], body: bytes) -> T:
+        """``fn(body)``, in a child process when the body is large."""
+        if len(body) <= OFF_LOOP_BYTES:
+            return fn(body)
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, _in_child, fn, body)
+        except BrokenProcessPool:
+            if pool is self._pool:
+                log.error("a body decoder process died (out of memory?); restarting the pool")
+                self._pool = self._new_pool()
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, "The process decoding this "
+                               "request's body died (out of memory?); retry") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
