@@ -4,7 +4,8 @@
 config-file polling, with ``ServerCore::ReloadConfig``'s order: validate, update the labels
 (before the new models load, so a label can only point at an AVAILABLE version unless
 ``--allow_version_labels_for_unavailable_models``), reconfigure the source, then wait until newly
-added models are AVAILABLE. A config that fails validation or its label check changes nothing.
+added models are AVAILABLE. A config that fails validation, names a base path outside
+``--model_base_path_roots`` or fails its label check changes nothing.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class ServerCore:
     """Owns the config; everything that changes it goes through :meth:`reload_config`."""
 
     def __init__(self, manager: Manager, source: FileSystemSource,
-                 allow_unavailable_labels: bool = False):
+                 allow_unavailable_labels: bool = False, base_path_roots: tuple[str, ...] = ()):
         self._manager, self._source = manager, source
         self._allow_unavailable_labels = allow_unavailable_labels
+        self._base_path_roots = base_path_roots
         self._config = ModelServerConfig()
         self._names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -51,6 +53,7 @@ class ServerCore:
                 (nothing changes), UNKNOWN ``<k> model(s) did not become available: ...``.
         """
         model_config.validate(config)
+        model_config.check_roots(config, self._base_path_roots)
         with self._lock:
             before = set(self.configured_models())
             labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}

@@ -4,7 +4,8 @@
 It only translates protos to service calls and errors to status codes (messages over 1024
 characters are cut and end with ``...TRUNCATED``, as ``model_servers/grpc_status_util.cc`` does).
 The health service reports SERVING, for the server and for both services (by full and by short
-name), only while the engine is ready (:mod:`serving.engine.health`). A client that cancels
+name), only while the engine is ready (:mod:`serving.engine.health`). Who may reload the
+config, and how many reloads run at once: :mod:`serving.engine.reloads`. A client that cancels
 its call, or closes its channel, cancels the handler: work still queued for it is dropped.
 
 Before a request's tensors are decoded, what they declare is checked against what they carry
@@ -34,8 +35,8 @@ from tensorflow_serving.apis import (
 from serving import codec
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall
-from serving.engine.core import ServerCore
 from serving.engine.health import Health
+from serving.engine.reloads import ReloadGate
 from serving.engine.request_memory import RequestMemory
 from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
@@ -231,8 +232,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, service: PredictionService, core: ServerCore):
-        self._service, self._core = service, core
+    def __init__(self, service: PredictionService, reloads: ReloadGate):
+        self._service, self._reloads = service, reloads
 
     @_abort_on_error
     async def GetModelStatus(self, request, context):  # noqa: N802
@@ -244,9 +245,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()  # TF always sets it; OK is error_code 0
         try:
+            self._reloads.authorize(context.invocation_metadata())
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid_argument(NOT_A_LIST)  # model_service_impl.cc's default case
-            await asyncio.to_thread(self._core.reload_config, request.config)
+            await self._reloads.reload(request.config, context.time_remaining())
         except ServingError as e:
             response.status.error_code = e.code.value[0]
             response.status.error_message = e.message
@@ -281,7 +283,7 @@ def channel_arguments(text: str) -> list[tuple[str, str | int]]:
     return pairs
 
 
-def build_server(service: PredictionService, core: ServerCore, health_reporter: HealthReporter,
+def build_server(service: PredictionService, reloads: ReloadGate, health_reporter: HealthReporter,
                  memory: RequestMemory, channel_args: str = "") -> grpc.aio.Server:
     """A gRPC server with every service registered; ports are added by the caller."""
     # --grpc_channel_arguments override the defaults, as in TensorFlow Serving (gRPC itself
@@ -293,7 +295,7 @@ def build_server(service: PredictionService, core: ServerCore, health_reporter: 
                              interceptors=[UndecodableRequests()])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service, memory), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, core),
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, reloads),
                                                               server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     names = (prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,

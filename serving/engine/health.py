@@ -3,8 +3,9 @@
 * Alive (``/healthz``): the engine makes progress (:mod:`serving.engine.watchdog`). A stalled
   engine fails liveness so that Kubernetes restarts it; one whose event loop is blocked cannot
   answer at all, which fails the probe too.
-* Ready (``/readyz``, gRPC SERVING): alive, not shutting down, and every configured model has an
-  AVAILABLE version.
+* Ready (``/readyz``, gRPC SERVING): alive, not shutting down, at least one model configured and
+  every configured model has an AVAILABLE version (a model whose versions were all deleted, or
+  unloaded by a reload, has none).
 """
 
 from __future__ import annotations
@@ -31,4 +32,5 @@ class Health:
         stalled = self.not_alive()
         if stalled:
             return stalled
-        return None if self._models_available() else "not every configured model is available"
+        return None if self._models_available() else \
+            "no model is configured, or not every configured model is available"

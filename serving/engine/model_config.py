@@ -2,11 +2,13 @@
 
 Validation follows ``ServerCore::ValidateModelConfigList`` (``model_servers/server_core.cc``):
 unique names, absolute base paths, platform ``tensorflow``. The single-model flags build the same
-message (``BuildSingleModelConfig``).
+message (``BuildSingleModelConfig``). Beyond TensorFlow Serving, base paths may be confined to
+``--model_base_path_roots`` (:func:`check_roots`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import grpc
@@ -87,3 +89,27 @@ def validate(config: ModelServerConfig) -> None:
 
 def _is_absolute(base_path: str) -> bool:
     return base_path.startswith("/") or "://" in base_path
+
+
+def _inside(path: str, root: str) -> bool:
+    if "://" in root or "://" in path:  # a URI: its text must start with the root's
+        return path.rstrip("/").startswith(root.rstrip("/") + "/") or path == root
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([path, root]) == root
+
+
+def check_roots(config: ModelServerConfig, roots: tuple[str, ...]) -> None:
+    """Refuse a config that names a base path outside ``roots`` (``--model_base_path_roots``;
+    none: anywhere, as TensorFlow Serving). Symbolic links are resolved first, so a link
+    inside a root cannot point outside it.
+
+    Raises:
+        ServingError: PERMISSION_DENIED naming the first base path outside every root.
+    """
+    if not roots:
+        return
+    for model in config.model_config_list.config:
+        if not any(_inside(model.base_path, root) for root in roots):
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"Model {model.name}'s base path {model.base_path} is outside "
+                               f"--model_base_path_roots ({','.join(roots)})")

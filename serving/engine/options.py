@@ -100,6 +100,14 @@ class ServerOptions:
     """Text-format SSLConfig (PEM key, cert, optional CA and client_verify) for gRPC."""
     rest_api_enable_ssl: bool = False
     """Serve REST over TLS too, with the --ssl_config_file key pair (not a TF Serving flag)."""
+    admin_token_file: str = ""
+    """A file holding a token: ModelService's HandleReloadConfigRequest then requires gRPC
+    metadata ``authorization: Bearer <token>`` (read at each call, so a rotated Secret applies
+    at once); without it anyone who reaches the gRPC port may reload, as in TF Serving (not a
+    TF Serving flag)."""
+    model_base_path_roots: str = ""
+    """Comma-separated directories (or URI prefixes): every config, reloaded or polled, may
+    only name base paths under them; empty: anywhere, as TF Serving (not a TF Serving flag)."""
     admin_address: str = ""
     """host:port for /healthz, /readyz and metrics, instead of the REST port (not a TF Serving
     flag)."""
@@ -167,6 +175,10 @@ class ServerOptions:
         docs = _attribute_docs(ServerOptions)
         return tuple(f"--{name}" for name, doc in docs.items()
                      if "(not a TF Serving flag)" in " ".join(doc.split()))
+
+    @property
+    def base_path_roots(self) -> tuple[str, ...]:
+        return tuple(r.strip() for r in self.model_base_path_roots.split(",") if r.strip())
 
     @property
     def tags(self) -> set[str]:

@@ -31,6 +31,7 @@ from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
 from serving.engine.options import ServerOptions
+from serving.engine.reloads import ReloadGate
 from serving.engine.request_memory import RequestMemory, budget_bytes
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
@@ -74,7 +75,9 @@ class EngineServer:
             self.manager, options.file_system_poll_wait_seconds, options.prefer_tflite_model,
             on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
         self.core = ServerCore(self.manager, self.source,
-                               options.allow_version_labels_for_unavailable_models)
+                               options.allow_version_labels_for_unavailable_models,
+                               options.base_path_roots)
+        self.reloads = ReloadGate(self.core, options.admin_token_file)
         self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
                                          options.enable_signature_method_name_check)
@@ -103,7 +106,7 @@ class EngineServer:
 
     async def _start_front_ends(self):
         options = self.options
-        grpc_server = grpc_api.build_server(self.service, self.core, self.health,
+        grpc_server = grpc_api.build_server(self.service, self.reloads, self.health,
                                             self.request_memory, options.grpc_channel_arguments)
         ssl_config = self.ssl_config
         for address in ([f"{options.host}:{options.port}"] if options.port else []) + (
@@ -201,6 +204,7 @@ class EngineServer:
         if self.poller:
             self.poller.stop()
         await asyncio.to_thread(self.manager.stop)
+        self.reloads.close()
         if self._initial:  # an initial load cut short by a signal: the stop ended its wait
             with contextlib.suppress(ServingError):
                 await self._initial

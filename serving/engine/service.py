@@ -248,6 +248,7 @@ class PredictionService:
                 for r in self._manager.version_status(name, version)]
 
     def ready(self) -> bool:
-        """True when every configured model has an AVAILABLE version."""
-        models = self._manager.snapshot().models
-        return all(models.get(m) for m in self._configured_models())
+        """True when a model is configured and every one has an AVAILABLE version (a reload
+        that unloaded everything leaves nothing to serve: not ready)."""
+        models, configured = self._manager.snapshot().models, self._configured_models()
+        return bool(configured) and all(models.get(m) for m in configured)
