@@ -4,6 +4,7 @@ metrics on a separate admin address. Certificates are made by the openssl CLI fo
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import time
@@ -41,6 +42,9 @@ def make_pki(folder) -> dict:
             ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
+HANDSHAKE_S = 2
+
+
 @pytest.fixture(scope="module")
 def secured(test_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
@@ -54,7 +58,8 @@ def secured(test_models, tmp_path_factory):
                            f"--model_base_path={test_models['half_plus_two']}",
                            f"--ssl_config_file={folder / 'ssl.config'}", "--rest_api_enable_ssl",
                            f"--admin_address=127.0.0.1:{admin}",
-                           f"--monitoring_config_file={folder / 'monitoring.config'}")
+                           f"--monitoring_config_file={folder / 'monitoring.config'}",
+                           f"--rest_api_idle_timeout_seconds={HANDSHAKE_S}")
     engine.start(wait=None)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -121,3 +126,13 @@ def test_health_and_metrics_live_on_the_admin_address_only(secured):
         urllib.request.urlopen(f"https://127.0.0.1:{engine.rest_port}/readyz", context=context,
                                timeout=5)
     assert missing.value.code == 404
+
+
+def test_a_tls_handshake_that_never_starts_is_closed(secured):
+    """Before: a connection to the TLS REST port that sent nothing held its socket for
+    asyncio's default 60 s handshake timeout; now the idle timeout bounds it."""
+    engine = secured[0]
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", engine.rest_port), timeout=50) as s:
+        assert s.recv(1024) == b""
+    assert time.monotonic() - started < 40

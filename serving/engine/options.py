@@ -48,6 +48,13 @@ class ServerOptions:
     rest_api_max_body_bytes: int = 1 << 30
     """Largest REST request body (after gunzip); larger gets 413 before it is read or parsed,
     as does one larger than the request memory budget could parse (not a TF Serving flag)."""
+    rest_api_idle_timeout_seconds: float = 30.0
+    """A REST connection must send a request's headers within this time of opening (or of its
+    previous answer), and may pause its body or a TLS handshake no longer (not a TF Serving
+    flag)."""
+    rest_api_max_connections: int = 0
+    """Open REST connections; one more is answered 503 and closed. 0: three quarters of the
+    open-file limit (not a TF Serving flag)."""
     request_memory_budget_bytes: int = 0
     """Memory the requests in flight may reserve for their tensors (a REST body reserves 40x
     its size); past it RESOURCE_EXHAUSTED / 429. 0: a quarter of the memory the process may

@@ -41,6 +41,7 @@ from serving import codec, codec_examples
 from serving.engine import body_decoders, responses
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served
+from serving.engine.connections import BoundedSite, ConnectionLimits
 from serving.engine.health import Health
 from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
 from serving.engine.service import PredictionService
@@ -111,9 +112,10 @@ class RestApi:
     """aiohttp handlers over one :class:`PredictionService`."""
 
     def __init__(self, service: PredictionService, health: Health, memory: RequestMemory,
-                 decoders: BodyDecoders, timeout_ms: int, cors: bool = False,
-                 metrics_path: str | None = None):
+                 decoders: BodyDecoders, timeout_ms: int, idle_timeout_s: float,
+                 cors: bool = False, metrics_path: str | None = None):
         self._service, self._health = service, health
+        self._idle_timeout_s = idle_timeout_s
         self._memory, self._decoders = memory, decoders
         self._metrics_path = metrics_path
         self._timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
@@ -169,8 +171,8 @@ class RestApi:
             return web.Response(body=body, headers=self._headers)
         except ServingError as e:
             return self._error(e)
-        except web.HTTPRequestEntityTooLarge as e:
-            return web.Response(body=orjson.dumps({"error": e.text}), status=413,
+        except (web.HTTPRequestEntityTooLarge, web.HTTPRequestTimeout) as e:
+            return web.Response(body=orjson.dumps({"error": e.text}), status=e.status,
                                 headers=self._headers)
         except Exception:  # noqa: BLE001 - a bug must still answer JSON, and be logged
             log.exception("internal error on %s %s", request.method, request.raw_path)
@@ -212,7 +214,7 @@ class RestApi:
         if limit and (request.content_length or 0) > limit:
             raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
         try:
-            body = await request.read()
+            body = await self._read(request, limit)
         except ConnectionResetError:  # the client left mid-body: not a server error
             raise ServingError(grpc.StatusCode.CANCELLED, "The client closed the connection "
                                "before sending the whole request body") from None
@@ -220,6 +222,24 @@ class RestApi:
             body = await asyncio.to_thread(_gunzip, body, limit) if len(
                 body) > body_decoders.OFF_LOOP_BYTES else _gunzip(body, limit)
         return body
+
+    async def _read(self, request: web.Request, limit: int) -> bytes:
+        """The body as sent; 408 when the client pauses longer than the idle timeout."""
+        chunks, size = [], 0
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_timeout_s):
+                    chunk = await request.content.readany()
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(text=(
+                    f"The client sent nothing of the request body for {self._idle_timeout_s:g} s"
+                    " (--rest_api_idle_timeout_seconds)")) from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if limit and size > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, size)
+            chunks.append(chunk)
 
     def _deadline(self) -> float | None:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
@@ -288,17 +308,20 @@ def _quiet_malformed_requests() -> None:
 
 
 async def start(app: web.Application, host: str, port: int, grace_s: float,
-                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+                limits: ConnectionLimits, ssl_context: ssl.SSLContext | None = None
+                ) -> web.AppRunner:
     """Serve ``app`` on ``host:port`` (TLS with ``ssl_context``); returns the runner."""
     _quiet_malformed_requests()
     # auto_decompress=False: RestApi._body gunzips as TensorFlow Serving does (gzip only).
     # handler_cancellation: a client that hangs up cancels its handler (see the module doc).
+    # keepalive_timeout: the idle and header timeout (serving/engine/connections.py).
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=grace_s, auto_decompress=False,
-                           handler_cancellation=True)
+                           handler_cancellation=True, keepalive_timeout=limits.idle_timeout_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True,
-                      ssl_context=ssl_context).start()
+    await BoundedSite(runner, host, port, max_connections=limits.max_connections,
+                      handshake_timeout_s=limits.idle_timeout_s, on_refused=limits.on_refused,
+                      shutdown_timeout=grace_s, ssl_context=ssl_context).start()
     return runner
 
 

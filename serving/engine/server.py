@@ -25,6 +25,7 @@ import uvloop
 from serving.engine import grpc_api, memory, rest, tls
 from serving.engine.batcher import BatchScheduler
 from serving.engine.body_decoders import BodyDecoders
+from serving.engine.connections import ConnectionLimits, default_max_connections
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.health import Health
 from serving.engine.loader import make_loader
@@ -93,6 +94,7 @@ class EngineServer:
         self.body_decoders = BodyDecoders()
         self.rest_api = rest.RestApi(self.service, self.engine_health, self.request_memory,
                                      self.body_decoders, options.rest_api_timeout_in_ms,
+                                     options.rest_api_idle_timeout_seconds,
                                      options.rest_api_enable_cors_support,
                                      settings.metrics_path)
         self.stopping = asyncio.Event()
@@ -124,16 +126,24 @@ class EngineServer:
             app = self.rest_api.app(options.rest_api_max_body_bytes,
                                     with_admin=not options.admin_address)
             runners.append(await rest.start(app, options.host, options.rest_api_port, grace,
-                                            context))
+                                            self._connection_limits(), context))
             self.body_decoders.warm()
             print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",
                   flush=True)
         if options.admin_address:
             host, _, port = options.admin_address.rpartition(":")
             runners.append(await rest.start(self.rest_api.admin_app(), host or options.host,
-                                            int(port), grace))
+                                            int(port), grace, self._connection_limits()))
             print(f"Serving health and metrics at {options.admin_address} ...", flush=True)
         return grpc_server, runners
+
+    def _connection_limits(self) -> ConnectionLimits:
+        """Each REST listener's own limit: the admin address keeps answering probes when the
+        REST port is full."""
+        return ConnectionLimits(self.options.rest_api_idle_timeout_seconds,
+                                self.options.rest_api_max_connections or
+                                default_max_connections(),
+                                self.metrics.rest_connections_refused.inc)
 
     async def _report_health(self) -> None:
         while not self.stopping.is_set():
