@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -254,17 +255,32 @@ def version_states(engine: EngineProcess, model: str) -> dict[int, str]:
     return {int(s["version"]): s["state"] for s in body.get("model_version_status", [])}
 
 
-def test_a_version_that_keeps_failing_delays_no_other_model(tmp_path):
+def hanging_version(base: Path) -> Path:
+    """A version whose variables file blocks every read, as on a dead NFS or FUSE mount (a FIFO
+    that no one writes)."""
+    staging = base.parent / f".staging-hanging-{base.name}"
+    save_linear(staging, a=1.0, b=0.0)
+    data = next((staging / "variables").glob("variables.data-*"))
+    data.unlink()
+    os.mkfifo(data)
+    return staging.rename(base / "2")
+
+
+def test_failing_and_hanging_versions_delay_no_other_model_nor_the_exit(tmp_path):
     """Before: a truncated saved_model.pb was retried 6 times, 60 s apart, on the manager's
-    only thread: another model's new version waited 298 s to load."""
-    bases = {name: tmp_path / name for name in ("bad", "good")}
+    only thread: another model's new version waited 298 s to load. A version whose files hang
+    on read held that thread, every later load and SIGTERM, for as long as the read hung (11
+    minutes in the test)."""
+    bases = {name: tmp_path / name for name in ("bad", "good", "hung")}
     for base in bases.values():
         save_linear(base / "1", a=1.0, b=0.0)
     config = tmp_path / "models.config"
     config.write_text(models_config(bases))
-    engine = EngineProcess(f"--model_config_file={config}",
-                           "--file_system_poll_wait_seconds=1").start()  # default retries
+    engine = EngineProcess(f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
+                           "--load_timeout_seconds=15", "--grace_period_seconds=5"
+                           ).start()  # default retries: 5, a minute apart
     try:
+        hanging_version(bases["hung"])
         broken = tmp_path / "broken"
         shutil.copytree(bases["bad"] / "1", broken)
         pb = broken / "saved_model.pb"
@@ -275,5 +291,12 @@ def test_a_version_that_keeps_failing_delays_no_other_model(tmp_path):
         wait_until(lambda: version_states(engine, "good").get(2) == "AVAILABLE", timeout=30)
         assert version_states(engine, "bad")[2] == "LOADING"  # still waiting to retry
         assert version_states(engine, "bad")[1] == "AVAILABLE"
+        wait_until(lambda: "loading hung version 2 failed (attempt 1): Loading took longer "
+                   "than --load_timeout_seconds=15" in engine.log(), timeout=60)
+        assert http(f"{engine.rest_url}/v1/models/hung:predict",
+                    {"inputs": {"x": [2.0], "work": [0]}})[0] == 200  # version 1 serves
     finally:
+        started = time.monotonic()
         assert engine.stop() == 0
+    assert time.monotonic() - started < 30  # the hung read still holds its thread
+    assert "exiting with 0 model run(s) and 1 load(s) that never returned" in engine.log()

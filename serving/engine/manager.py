@@ -13,6 +13,11 @@ Contract (after TensorFlow Serving's ``AspiredVersionsManager``):
   for one request; an unload waits for pins to drain.
 * The worker thread never dies: a load or unload that fails in any way ends the version in END
   with its error.
+* The worker never waits on a load: each runs on its own thread, so a read that hangs (a dead
+  NFS or FUSE mount) holds only its own version, in LOADING, for at most ``load_timeout_s``;
+  then it counts as a failed attempt (DEADLINE_EXCEEDED) and whatever the stuck thread returns
+  later is dropped. Other models load and unload meanwhile, and :meth:`Manager.stop` never
+  waits for a load in progress.
 """
 
 from __future__ import annotations
@@ -60,11 +65,16 @@ class VersionRecord:
     error: ServingError | None = None
     servable: Servable | None = None
     fingerprint: tuple = ()
+    """The directory as it was when the version was found: a failed load is retried when the
+    directory changes from it."""
     attempts: int = 0
     retry_at: float | None = None
     """Set while a failed load waits for its next attempt (``--load_retry_interval_micros``),
     still LOADING as in TensorFlow Serving: the worker meanwhile serves every other model's
     loads and unloads."""
+    load: object | None = None
+    """The load in progress (a token its thread must still hold when it finishes)."""
+    load_deadline: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -96,15 +106,17 @@ class Manager:
     """Owns every version's lifecycle; see the module docstring for its guarantees."""
 
     def __init__(self, loader: Loader, load_retries: int = 0, retry_interval_s: float = 0.0,
-                 drain_timeout_s: float | None = None):
+                 drain_timeout_s: float | None = None, load_timeout_s: float = 0.0):
         self._loader = loader
         self._load_retries, self._retry_interval_s = load_retries, retry_interval_s
+        self._load_timeout_s = load_timeout_s
         self._drain_timeout_s = drain_timeout_s
         self._lock = threading.Condition()
         self._records: dict[str, dict[int, VersionRecord]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._snapshot = ServingSnapshot()
         self._stopping = False
+        self._load_threads: set[threading.Thread] = set()
         self._worker = threading.Thread(target=self._work, name="manager", daemon=True)
         self._worker.start()
 
@@ -120,7 +132,8 @@ class Manager:
                 record = records.get(number)
                 if record is None or (record.state == State.END and (
                         not record.failed or fingerprint(path) != record.fingerprint)):
-                    records[number] = VersionRecord(number, path)
+                    records[number] = VersionRecord(number, path,
+                                                    fingerprint=fingerprint(path))
             _prune_ended(records)
             self._lock.notify_all()
 
@@ -242,6 +255,10 @@ class Manager:
         """The worker, for the watchdog."""
         return self._worker
 
+    def loads_in_flight(self) -> int:
+        """Loads whose thread has not returned (stuck ones too, after their time-out)."""
+        return len(self._load_threads)
+
     def stop(self) -> None:
         """Stop the worker and unload everything (waiting for requests in flight)."""
         with self._lock:
@@ -256,6 +273,8 @@ class Manager:
         now = time.monotonic()
         for model, records in self._records.items():
             for record in records.values():
+                if record.load_deadline is not None and record.load_deadline <= now:
+                    return model, record, "time out"
                 if record.retry_at is not None and (record.retry_at <= now
                                                     or not record.aspired):
                     return model, record, "load"  # (one no longer aspired ends at once)
@@ -265,10 +284,10 @@ class Manager:
                 return model, records[action.version], action.kind
         return None
 
-    def _next_retry_in(self) -> float | None:
-        """Seconds until the earliest retry is due (None: none is waiting)."""
-        due = [r.retry_at for records in self._records.values() for r in records.values()
-               if r.retry_at is not None]
+    def _next_wake_in(self) -> float | None:
+        """Seconds until a retry or a load's deadline is due (None: none is waiting)."""
+        due = [t for records in self._records.values() for r in records.values()
+               for t in (r.retry_at, r.load_deadline) if t is not None]
         return max(min(due) - time.monotonic(), 0.0) if due else None
 
     def _work(self) -> None:
@@ -278,53 +297,93 @@ class Manager:
                 while step is None:
                     if self._stopping:
                         return
-                    self._lock.wait(self._next_retry_in())
+                    self._lock.wait(self._next_wake_in())
                     step = self._next()
                 model, record, kind = step
+                if kind == "time out":
+                    self._load_failed(model, record, ServingError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"Loading took longer than --load_timeout_seconds="
+                        f"{self._load_timeout_s:g} (a read of its files that hangs?)"))
+                    continue
                 record.state = State.LOADING if kind == "load" else State.UNLOADING
-                if kind == "unload":
-                    self._publish()
+                if kind == "load":
+                    self._start_load(model, record)
+                    continue
+                self._publish()
             self._notify()
             try:
-                (self._load if kind == "load" else self._unload)(model, record)
+                self._unload(model, record)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any version
-                log.exception("%s of %s version %s failed", kind, model, record.version)
+                log.exception("unload of %s version %s failed", model, record.version)
                 with self._lock:
                     record.servable, record.state = None, State.END
-                    record.error = ServingError(grpc.StatusCode.UNKNOWN, f"{kind} failed: {e}")
+                    record.error = ServingError(grpc.StatusCode.UNKNOWN, f"unload failed: {e}")
                     self._publish()
             self._notify()
 
-    def _load(self, model: str, record: VersionRecord) -> None:
-        """One attempt; a failed one is retried ``load_retries`` times, each after
-        ``retry_interval_s`` in which the worker goes on with other versions (one bad version
-        never delays another model's load)."""
-        started = time.monotonic()
+    def _start_load(self, model: str, record: VersionRecord) -> None:
+        """One attempt, on a thread of its own (called with the lock held)."""
         record.retry_at = None
         if not record.aspired:  # dropped while it waited to retry
-            with self._lock:
-                record.state = State.END
+            record.state = State.END
+            self._lock.notify_all()
             return
+        record.load = token = object()
+        record.load_deadline = time.monotonic() + self._load_timeout_s \
+            if self._load_timeout_s > 0 else None
+        thread = threading.Thread(target=self._load, args=(model, record, token), daemon=True,
+                                  name=f"load-{model}-{record.version}")
+        self._load_threads.add(thread)
+        thread.start()
+        self._lock.notify_all()
+
+    def _load(self, model: str, record: VersionRecord, token: object) -> None:
+        try:
+            self._attempt(model, record, token)
+        finally:
+            with self._lock:
+                self._load_threads.discard(threading.current_thread())
+
+    def _attempt(self, model: str, record: VersionRecord, token: object) -> None:
+        started = time.monotonic()
         try:
             servable = self._loader(model, record.version, record.path)
         except Exception as e:  # noqa: BLE001 - any load failure is reported in status
             error = e if isinstance(e, ServingError) else ServingError(
                 grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
-            record.attempts += 1
-            log.warning("loading %s version %s failed (attempt %d): %s", model,
-                        record.version, record.attempts, error.message)
             with self._lock:
-                if record.attempts <= self._load_retries and record.aspired:
-                    record.retry_at = time.monotonic() + self._retry_interval_s
-                else:
-                    record.state, record.error = State.END, error
-                    record.fingerprint = fingerprint(record.path)
+                if record.load is token:
+                    self._load_failed(model, record, error)
             return
-        log.info("loaded %s version %s in %.2fs", model, record.version,
-                 time.monotonic() - started)
         with self._lock:
-            record.servable, record.state = servable, State.AVAILABLE
-            self._publish()
+            current = record.load is token and not self._stopping
+            if current:
+                record.load = record.load_deadline = None
+                record.servable, record.state = servable, State.AVAILABLE
+                self._publish()
+                self._lock.notify_all()
+        if current:
+            log.info("loaded %s version %s in %.2fs", model, record.version,
+                     time.monotonic() - started)
+        else:  # it timed out, or the manager stopped, meanwhile
+            log.warning("dropping %s version %s: its load finished after %.0fs, too late",
+                        model, record.version, time.monotonic() - started)
+            servable.close(0)
+
+    def _load_failed(self, model: str, record: VersionRecord, error: ServingError) -> None:
+        """Retry a failed attempt ``load_retries`` times, each after ``retry_interval_s`` in
+        which the worker goes on with other versions (one bad version never delays another
+        model's load); then END with the error. Called with the lock held."""
+        record.load = record.load_deadline = None
+        record.attempts += 1
+        log.warning("loading %s version %s failed (attempt %d): %s", model, record.version,
+                    record.attempts, error.message)
+        if record.attempts <= self._load_retries and record.aspired:
+            record.retry_at = time.monotonic() + self._retry_interval_s
+        else:
+            record.state, record.error = State.END, error
+        self._lock.notify_all()
 
     def _unload(self, model: str, record: VersionRecord) -> None:
         record.servable.close(self._drain_timeout_s)

@@ -103,6 +103,10 @@ class ServerOptions:
     """Retries after a failed load."""
     load_retry_interval_micros: int = 60_000_000
     """Delay between load retries."""
+    load_timeout_seconds: float = 600.0
+    """A version whose load takes longer fails that attempt (DEADLINE_EXCEEDED; retried as any
+    failed load): a read that hangs holds only its own version; 0: no limit (not a TF Serving
+    flag)."""
     ssl_config_file: str = ""
     """Text-format SSLConfig (PEM key, cert, optional CA and client_verify) for gRPC."""
     rest_api_enable_ssl: bool = False
@@ -144,7 +148,7 @@ class ServerOptions:
     enable_per_model_batching_parameters: bool = False
     """No effect here: one batching config for every model."""
     num_load_threads: int = 0
-    """No effect here: versions load one at a time."""
+    """No effect here: each load runs on a thread of its own."""
     num_unload_threads: int = 0
     """No effect here: versions unload one at a time."""
     flush_filesystem_caches: bool = True

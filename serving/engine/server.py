@@ -71,7 +71,8 @@ class EngineServer:
             if settings.batching else None
         self.manager = Manager(make_loader(options, self.metrics), options.max_num_load_retries,
                                options.load_retry_interval_micros / 1e6,
-                               drain_timeout_s=options.grace_period_seconds)
+                               drain_timeout_s=options.grace_period_seconds,
+                               load_timeout_s=options.load_timeout_seconds)
         self.source = FileSystemSource(
             self.manager, options.file_system_poll_wait_seconds, options.prefer_tflite_model,
             on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
@@ -241,9 +242,10 @@ def run(settings: EngineSettings) -> int:
     server = EngineServer(settings)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         status = runner.run(server.run())
-    stuck = server.runs.in_flight()
-    if stuck:  # a thread in a model run that never returns would hold the interpreter's exit
-        log.error("exiting with %d model run(s) that never returned", stuck)
+    stuck_runs, stuck_loads = server.runs.in_flight(), server.manager.loads_in_flight()
+    if stuck_runs or stuck_loads:  # a thread inside TensorFlow would hold the interpreter's exit
+        log.error("exiting with %d model run(s) and %d load(s) that never returned",
+                  stuck_runs, stuck_loads)
         logging.shutdown()
         sys.stdout.flush()
         os._exit(status)
