@@ -248,7 +248,10 @@ class PredictionService:
                 for r in self._manager.version_status(name, version)]
 
     def ready(self) -> bool:
-        """True when a model is configured and every one has an AVAILABLE version (a reload
-        that unloaded everything leaves nothing to serve: not ready)."""
+        """True once the initial load is done (until then requests are refused, see
+        :meth:`_refuse_while_starting`), when a model is configured and every one has an
+        AVAILABLE version (a reload that unloaded everything leaves nothing to serve)."""
+        if self.starting:
+            return False
         models, configured = self._manager.snapshot().models, self._configured_models()
         return bool(configured) and all(models.get(m) for m in configured)
