@@ -469,8 +469,10 @@ def test_multi_inference_feeds_each_signature_its_own_input_tensor(shared):
 
 
 def test_status_lists_every_version_highest_first(own):
-    assert version_states(own.models.GetModelStatus(status(name="m"), timeout=T)) == \
-        [(2, "AVAILABLE", 0, ""), (1, "AVAILABLE", 0, "")]
+    """(Ready means the latest version is AVAILABLE, as TensorFlow Serving's start waits for
+    ``ServableRequest::Latest``: version 1 may still be loading then.)"""
+    assert wait_until(lambda: version_states(own.models.GetModelStatus(
+        status(name="m"), timeout=T)) == [(2, "AVAILABLE", 0, ""), (1, "AVAILABLE", 0, "")])
 
 
 def test_reload_moves_label_to_available_version(base_config):
