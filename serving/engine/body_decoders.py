@@ -64,7 +64,7 @@ class BodyDecoders:
     def warm(self) -> None:
         """Start the processes now, so that the first large body does not wait for them."""
         for _ in range(self._workers):
-            self._pool.submit(int)
+            self._pool.submit(os.getpid)  # any task makes the pool start a process
 
     async def decode(self, fn: Callable[[bytes], T], body: bytes) -> T:
         """``fn(body)``, in a child process when the body is large."""

@@ -334,8 +334,13 @@ class Manager:
             if self._load_timeout_s > 0 else None
         thread = threading.Thread(target=self._load, args=(model, record, token), daemon=True,
                                   name=f"load-{model}-{record.version}")
+        try:
+            thread.start()
+        except RuntimeError as e:  # "can't start new thread": the worker must outlive it
+            self._load_failed(model, record, ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                          f"cannot start a loader thread: {e}"))
+            return
         self._load_threads.add(thread)
-        thread.start()
         self._lock.notify_all()
 
     def _load(self, model: str, record: VersionRecord, token: object) -> None:
