@@ -43,24 +43,36 @@ WITHOUT_ROOTS_READ_ANYTHING = ["setpriv", "--inh-caps=-dac_override,-dac_read_se
 """As root, run a command that file permissions apply to (as they do to any server user)."""
 
 
-def test_only_ascii_int64_names_are_versions(tmp_path):
+@pytest.fixture(scope="module")
+def polled(tmp_path_factory):
+    """An engine polling its config file and ``linear``'s base path every second; ``linear``
+    has version 3 and three directories that only look like versions."""
+    folder = tmp_path_factory.mktemp("polled")
+    base = folder / "linear"
+    save_linear(base / "3", a=1.0, b=0.0)
+    for name in ODD_NAMES:
+        shutil.copytree(base / "3", base / name)
+    config = folder / "models.config"
+    config.write_text(models_config({"linear": base}))
+    engine = EngineProcess(f"--model_config_file={config}",
+                           "--model_config_file_poll_wait_seconds=1",
+                           "--file_system_poll_wait_seconds=1", monitoring_flag(folder)).start()
+    engine.base, engine.config = base, config
+    yield engine
+    assert engine.stop() == 0
+
+
+ODD_NAMES = ("²", "١٣", str(MAX_VERSION + 1))
+
+
+def test_only_ascii_int64_names_are_versions(polled):
     """Before: ``²`` (``isdigit()``, not ``int()``) failed every poll of the model, ``١٣``
     loaded as version 13 and a number past int64 loaded, then answered INTERNAL."""
-    base = tmp_path / "linear"
-    save_linear(base / "3", a=1.0, b=0.0)
-    odd = ("²", "١٣", str(MAX_VERSION + 1))
-    for name in odd:
-        shutil.copytree(base / "3", base / name)
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={base}",
-                           "--file_system_poll_wait_seconds=1").start()
-    try:
-        assert list(statuses(engine)) == [3]
-        assert predict(engine, 2.0)[0] == 200
-        log = wait_until(lambda: (text := engine.log()).count("Ignoring") >= len(odd) and text)
-        for name in odd:
-            assert f"Ignoring {base / name} of servable linear: not a version number" in log
-    finally:
-        assert engine.stop() == 0
+    assert list(statuses(polled)) == [3]
+    assert predict(polled, 2.0)[0] == 200
+    log = wait_until(lambda: (text := polled.log()).count("Ignoring") >= len(ODD_NAMES) and text)
+    for name in ODD_NAMES:
+        assert f"Ignoring {polled.base / name} of servable linear: not a version number" in log
 
 
 def test_an_unreadable_version_directory_hides_no_other_version():
@@ -90,26 +102,16 @@ def test_an_unreadable_version_directory_hides_no_other_version():
         shutil.rmtree(root)
 
 
-def test_an_empty_config_file_takes_no_action(tmp_path):
+def test_an_empty_config_file_takes_no_action(polled):
     """Before: a config file emptied (a truncated write, a failed template render) unloaded
     every model within one poll, readiness green. TensorFlow Serving takes no action on an
     empty config (``ServerCore::ReloadConfig``)."""
-    base = tmp_path / "linear"
-    save_linear(base / "1", a=1.0, b=0.0)
-    config = tmp_path / "models.config"
-    config.write_text(models_config({"linear": base}))
-    engine = EngineProcess(f"--model_config_file={config}",
-                           "--model_config_file_poll_wait_seconds=1",
-                           monitoring_flag(tmp_path)).start()
-    try:
-        config.write_text("")
-        wait_until(lambda: metric(engine.rest_url, ":platform:config_reload_errors") >= 2,
-                   timeout=30)  # two polls of the empty file, both refused
-        assert predict(engine, 2.0) == (200, {"outputs": [2.0]})
-        assert statuses(engine)[1]["state"] == "AVAILABLE"
-        assert "holds no config: taking no action" in engine.log()
-    finally:
-        assert engine.stop() == 0
+    polled.config.write_text("")
+    wait_until(lambda: metric(polled.rest_url, ":platform:config_reload_errors") >= 2,
+               timeout=30)  # two polls of the empty file, both refused
+    assert predict(polled, 2.0) == (200, {"outputs": [2.0]})
+    assert statuses(polled)[3]["state"] == "AVAILABLE"
+    assert "holds no config: taking no action" in polled.log()
 
 
 def test_versions_that_came_and_went_leave_a_bounded_status(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks import soak
 
-SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "2"))
+SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "1"))
 REPORT = os.environ.get("RELIABILITY_REPORT") == "1"
 MIN_SHARE = 0.5
 """Each kind must have been sent at least half as often as its share of the mix says: the kinds

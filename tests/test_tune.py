@@ -27,10 +27,10 @@ def read_rows(path):
 
 @pytest.fixture(scope="module")
 def tuned(test_models, tmp_path_factory):
-    """Three settings of a 2x2 grid (the --budget draw), 3 s each, with a generous SLO."""
+    """Two settings of a 2x2 grid (the --budget draw), 3 s each, with a generous SLO."""
     out = tmp_path_factory.mktemp("tune")
     result = run_servectl("tune", "--model", "half_plus_two", "--model-base-path",
-                          str(test_models["half_plus_two"]), *TINY_GRID, "--budget", "3",
+                          str(test_models["half_plus_two"]), *TINY_GRID, "--budget", "2",
                           *SHORT, "--slo-p99-ms", f"{SLO_P99_MS:g}", "--out", str(out),
                           timeout=240)
     return result, out
@@ -40,7 +40,7 @@ def test_chosen_setting_meets_the_slo_with_the_highest_throughput(tuned):
     result, out = tuned
     assert result.returncode == 0, result.stdout + result.stderr
     rows = read_rows(out / "tune.csv")
-    expected = tune.sample(tune.build_grid((4, 16), (0, 2000), (1,), (4,)), 3)
+    expected = tune.sample(tune.build_grid((4, 16), (0, 2000), (1,), (4,)), 2)
     assert [(int(r["max_batch_size"]), int(r["batch_timeout_micros"]),
              int(r["max_enqueued_batches"]), int(r["num_batch_threads"])) for r in rows] == \
         [(s.max_batch_size, s.batch_timeout_micros, s.max_enqueued_batches, s.num_batch_threads)
@@ -56,7 +56,7 @@ def test_chosen_setting_meets_the_slo_with_the_highest_throughput(tuned):
         meets = float(row["p99_ms"]) <= SLO_P99_MS and float(row["error_rate"]) <= 0.01
         assert (row["meets_slo"] == "True") == meets
     progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert len(progress) == 3 and all("req/s" in line for line in progress)
+    assert len(progress) == 2 and all("req/s" in line for line in progress)
     assert f"chosen: #{best['index']} " in result.stdout
 
 
@@ -89,7 +89,7 @@ def test_table_plot_and_per_setting_runs_are_written(tuned):
     assert header.split() == ["#", "max_batch", "timeout_us", "queue", "threads", "req/s",
                               "p50", "ms", "p99", "ms", "errors", "error", "%", "meets", "SLO"]
     runs = sorted((out / "runs").iterdir())
-    assert len(runs) == 3
+    assert len(runs) == 2
     for run in runs:  # the file each engine read, its log and the load test's own reports
         assert read_text_proto(run / "batching.config", BatchingParameters).HasField(
             "max_batch_size")
