@@ -20,12 +20,18 @@ from servectl.engine_process import EngineProcess
 STATUS_POLL_S = 0.02
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` (VmRSS) in MiB: what the OS has given the process."""
+def memory_bytes(pid: int | str, field: str = "VmRSS") -> int:
+    """A memory line of ``/proc/<pid>/status`` in bytes: ``VmRSS`` (resident now, what the OS
+    has given the process) or ``VmHWM`` (its high-water mark). ``pid`` may be ``"self"``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) << 10
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` (VmRSS) in MiB."""
+    return memory_bytes(pid) / (1 << 20)
 
 
 def save_weights_model(path: Path, megabytes: float, chunk_kb: int = 128) -> Path:

@@ -20,6 +20,7 @@ import orjson
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from benchmarks.lifecycle import memory_bytes
 from servectl.engine_process import EngineProcess
 from serving import codec
 from serving.engine.metrics import Metrics
@@ -46,17 +47,7 @@ def engine(tmp_path_factory):
 
 def peak_rss(engine: EngineProcess) -> int:
     """The engine's high-water mark of resident memory (VmHWM), in bytes."""
-    return _status_kib(engine, "VmHWM") << 10
-
-
-def rss(engine: EngineProcess) -> int:
-    return _status_kib(engine, "VmRSS") << 10
-
-
-def _status_kib(engine: EngineProcess, field: str) -> int:
-    with open(f"/proc/{engine.process.pid}/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1])
+    return memory_bytes(engine.process.pid, "VmHWM")
 
 
 def post(engine: EngineProcess, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
@@ -135,16 +126,13 @@ def test_a_burst_that_held_memory_gives_the_freed_pages_back():
     burst (the issue: 4 GB resident after one, from 0.75 GB). Here 390 MB of 4 KB blocks are
     freed around survivors, so glibc cannot give them back by itself; the end of a reservation
     of ``TRIM_AFTER_BYTES`` makes the engine trim them."""
-    def resident() -> int:
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) << 10
     blocks = [bytearray(4000) for _ in range(100_000)]
     survivors = blocks[::64]
     del blocks
-    freed = resident()  # pages glibc could not give back by itself: only the trim can
+    freed = memory_bytes("self")  # pages glibc could not give back by itself: only the trim can
     with RequestMemory(1 << 40, Metrics()).reserve(TRIM_AFTER_BYTES):
         pass
-    wait_until(lambda: resident() < freed - 250 * MIB, timeout=30)
+    wait_until(lambda: memory_bytes("self") < freed - 250 * MIB, timeout=30)
     assert len(survivors) == 1563
 
 
