@@ -687,6 +687,11 @@ def test_float32_values_parse_back_like_tf_serving_text() -> None:
     values = np.concatenate([values[np.isfinite(values)], edges, -edges, extra])
     expected = np.array([float(codec.format_decimal(v, single=True)) for v in values.tolist()])
     assert np.array_equal(codec.tf_float32_values(values), expected)
+    # Small outputs (a few scores per request) take the one-by-one path: the same values.
+    small = [codec.tf_float32_values(values[i:i + 10].reshape(2, 5))
+             for i in range(0, len(values) - 10, 10)]
+    assert np.array_equal(np.concatenate([s.reshape(-1) for s in small]),
+                          expected[:len(small) * 10])
 
 
 # ---------------------------------------------------------------------------------------------
