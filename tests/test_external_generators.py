@@ -1,0 +1,44 @@
+"""benchmarks/external.py against the real no-op server: wrk and h2load run, their output is
+read, and the server's CPU is attributed to it (a parse error or a wrong pid would show)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import external
+from servectl.engine_process import free_port
+
+
+@pytest.fixture(scope="module")
+def noop_server():
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
+                                str(rest_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        yield process.pid, grpc_port, rest_port
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_wrk_measures_the_server(noop_server) -> None:
+    pid, _, rest_port = noop_server
+    measured = external.wrk(f"http://127.0.0.1:{rest_port}/v1/models/m:predict",
+                            b'{"instances": [1.0]}', 2, 1, pid)
+    assert measured.requests > 0 and measured.errors == 0
+    assert 0 < measured.latency_ms["p50"] <= measured.latency_ms["p99"]
+    assert measured.server_cpu_s > 0 and 0 < measured.busy <= 1
+    assert measured.rss_mb > 1
+
+
+def test_h2load_measures_the_server(noop_server) -> None:
+    pid, grpc_port, _ = noop_server
+    measured = external.h2load(f"127.0.0.1:{grpc_port}", b"", 2, 1, pid)
+    assert measured.requests > 0 and measured.errors == 0
+    assert 0 < measured.latency_ms["mean"] <= measured.latency_ms["max"]
+    assert measured.server_cpu_s > 0
+    assert set(measured.row()) >= {"throughput", "server_cpu_us_per_request", "machine_busy"}
