@@ -14,8 +14,8 @@ a gRPC error (carried in the trailers) is not an error to it: check the server's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import lifecycle
 from servectl.engine_process import children
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -86,26 +86,22 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def _tree_sum(pids: list[int], read) -> float:
+    """``read(pid)`` summed over ``pids``; a process that exited meanwhile counts nothing."""
+    total = 0.0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        with contextlib.suppress(OSError, RuntimeError):
+            total += read(pid)
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return _tree_sum(pids, lifecycle.cpu_seconds)
 
 
 def rss_mb(pids: list[int]) -> float:
     """Resident memory of the tree (shared pages counted once per process: an upper bound)."""
-    total = 0
-    for pid in pids:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except OSError:
-            continue
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return _tree_sum(pids, lifecycle.rss_mb)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -153,12 +149,11 @@ def wrk(url: str, body: bytes, concurrency: int, seconds: float, server_pid: int
             done = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
             requests, span = int(done.group(1)), _milliseconds(done.group(2) + done.group(3))
             bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            refused = int(bad.group(1)) if bad else 0
             sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                              r"timeout (\d+)", out)
-            errors = (int(bad.group(1)) if bad else 0) + (
-                sum(int(x) for x in sock.groups()) if sock else 0)
-            return (requests - (int(bad.group(1)) if bad else 0), errors,
-                    {"p50": p50, "p99": p99}, span / 1e3)
+            errors = refused + (sum(int(x) for x in sock.groups()) if sock else 0)
+            return requests - refused, errors, {"p50": p50, "p99": p99}, span / 1e3
         return _measure("wrk", ["wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}",
                                 f"-d{seconds:g}s", "--latency", "-s", str(script), url],
                         server_pid, concurrency, seconds, parse)

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import lifecycle
 from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess
 
@@ -202,12 +203,10 @@ def read_process(pid: int) -> dict:
     """RSS (MiB), open descriptors, threads and CPU seconds of ``pid``."""
     status = dict(line.split(":", 1) for line in
                   Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
     return {"rss_mib": int(status["VmRSS"].split()[0]) / 1024,
             "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "threads": int(status["Threads"]),
-            "cpu_s": (int(stat[11]) + int(stat[12])) / ticks}
+            "cpu_s": lifecycle.cpu_seconds(pid)}
 
 
 def close_wait_sockets(pid: int) -> int:

@@ -99,8 +99,9 @@ def tf_float32_values(a: np.ndarray) -> np.ndarray:
 
 
 def _tf_float32_one_by_one(a: np.ndarray) -> np.ndarray:
-    """:func:`tf_float32_values` through ``%g`` itself: for a few values, cheaper than the
-    vectorised rounding's fixed cost (about 25 numpy calls)."""
+    """:func:`tf_float32_values` through ``%g`` itself (the rule of ``format_decimal`` with
+    ``single``, over a list): for a few values, cheaper than the vectorised rounding's fixed
+    cost (about 25 numpy calls)."""
     flat = a.reshape(-1)
     values = flat.tolist()
     six = np.array(list(map(float, map(_SIX_DIGITS, values))), dtype=np.float64)
