@@ -18,11 +18,9 @@ import subprocess
 import sys
 import time
 
+from serving.engine.restarts import RestartBackoff, describe_exit
+
 EXIT_START_FAILED = 255
-BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-"""Delay before restarting a worker after its 1st, 2nd, ... consecutive quick death."""
-HEALTHY_AFTER_S = 60.0
-"""A worker that lived this long starts the back-off from its beginning again."""
 SUPERVISE_INTERVAL_S = 0.2
 
 
@@ -41,19 +39,18 @@ def _worker_argv(argv: list[str]) -> list[str]:
 class _Worker:
     def __init__(self, argv: list[str]):
         self._argv = argv
-        self.deaths = 0
+        self._backoff = RestartBackoff()
         self.restart_at: float | None = None
         self.process = self._start()
 
     def _start(self) -> subprocess.Popen:
-        self.started = time.monotonic()
+        self._backoff.started_now()
         return subprocess.Popen(self._argv)
 
     def died(self, status: int) -> None:
         """Schedule the restart of a worker that died while serving."""
-        self.deaths = 1 if time.monotonic() - self.started > HEALTHY_AFTER_S else self.deaths + 1
-        delay = BACKOFF_S[min(self.deaths, len(BACKOFF_S)) - 1]
-        print(f"servectl serve: worker {self.process.pid} died ({_describe(status)}); "
+        delay = self._backoff.died()
+        print(f"servectl serve: worker {self.process.pid} died ({describe_exit(status)}); "
               f"restarting it in {delay:g}s", file=sys.stderr, flush=True)
         self.restart_at = time.monotonic() + delay
 
@@ -61,10 +58,6 @@ class _Worker:
         if self.restart_at is not None and time.monotonic() >= self.restart_at:
             self.restart_at = None
             self.process = self._start()
-
-
-def _describe(status: int) -> str:
-    return f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
 
 
 def run_workers(count: int, argv: list[str]) -> int:

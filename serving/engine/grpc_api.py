@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -35,11 +36,13 @@ from tensorflow_serving.apis import (
 from serving import codec
 from serving.engine import responses
 from serving.engine.calls import ModelSpec, PredictCall
-from serving.engine.health import Health
-from serving.engine.reloads import ReloadGate
 from serving.engine.request_memory import RequestMemory
-from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
+
+if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
+    from serving.engine.health import Health
+    from serving.engine.reloads import ReloadGate
+    from serving.engine.service import PredictionService
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 2**31 - 1
@@ -228,7 +231,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         for field in request.metadata_field:
             if field != responses.SIGNATURE_DEF_FIELD:
                 raise invalid_argument(f"Metadata field {field} is not supported")
-        return responses.metadata_response(*self._service.metadata(model_spec(request)))
+        return responses.metadata_response(*await self._service.metadata(model_spec(request)))
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -238,14 +241,14 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     @_abort_on_error
     async def GetModelStatus(self, request, context):  # noqa: N802
         spec = model_spec(request, check_name=False)
-        return responses.status_response(self._service.status(spec.name, spec.version))
+        return responses.status_response(await self._service.status(spec.name, spec.version))
 
     @_abort_on_error
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()  # TF always sets it; OK is error_code 0
         try:
-            self._reloads.authorize(context.invocation_metadata())
+            await self._reloads.authorize(tuple(context.invocation_metadata() or ()))
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid_argument(NOT_A_LIST)  # model_service_impl.cc's default case
             await self._reloads.reload(request.config, context.time_remaining())

@@ -131,7 +131,12 @@ class ServerOptions:
     host: str = "0.0.0.0"
     """Address both front ends bind to (not a TF Serving flag)."""
     workers: int = 1
-    """Engine processes sharing the ports through SO_REUSEPORT (not a TF Serving flag)."""
+    """Whole engines (each with its own copy of the models) sharing the ports through
+    SO_REUSEPORT (not a TF Serving flag)."""
+    frontend_processes: int = 1
+    """Processes parsing HTTP, JSON and protobuf, sharing the ports through SO_REUSEPORT, over
+    one copy of the models and one batch scheduler; 0: one per CPU; 1: one process does all
+    (not a TF Serving flag)."""
 
     # tensorflow_model_server flags accepted so that its command lines run unchanged, without
     # effect in the embedded engine (set to anything but the default, each logs one warning).

@@ -36,7 +36,7 @@ class ReloadGate:
         self._pool = ThreadPoolExecutor(RUNNING, thread_name_prefix="reload")
         self._pending = 0
 
-    def authorize(self, metadata) -> None:
+    async def authorize(self, metadata) -> None:
         """Raises UNAUTHENTICATED unless the call carries the token (when one is set)."""
         if self._token_file is None:
             return

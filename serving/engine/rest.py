@@ -31,6 +31,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import grpc
@@ -42,10 +43,12 @@ from serving.engine import body_decoders, responses
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.connections import BoundedSite, ConnectionLimits
-from serving.engine.health import Health
 from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
-from serving.engine.service import PredictionService
 from serving.errors import ServingError, invalid_argument
+
+if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
+    from serving.engine.health import Health
+    from serving.engine.service import PredictionService
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class RestApi:
         async def route(request: web.Request) -> web.Response:
             if V1_PREFIX.match(request.path):
                 return await self._v1(request)
-            return (with_admin and self._admin(request)) or _not_found()
+            return (with_admin and await self._admin(request)) or _not_found()
         if self._memory.budget:
             parsable = self._memory.budget // JSON_PARSE_FACTOR
             max_body_bytes = min(max_body_bytes, parsable) if max_body_bytes else parsable
@@ -139,12 +142,12 @@ class RestApi:
     def admin_app(self) -> web.Application:
         """Health and metrics only, for ``--admin_address``."""
         async def route(request: web.Request) -> web.Response:
-            return self._admin(request) or _not_found()
+            return await self._admin(request) or _not_found()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", route)
         return app
 
-    def _admin(self, request: web.Request) -> web.Response | None:
+    async def _admin(self, request: web.Request) -> web.Response | None:
         if request.path == LIVENESS_PATH:
             stalled = self._health.not_alive()
             if stalled:
@@ -157,7 +160,7 @@ class RestApi:
                                          status=503)
             return web.json_response({"status": "ready"})
         if request.path == self._metrics_path:  # any method, as TensorFlow Serving
-            return web.Response(body=self._service.metrics.render(),
+            return web.Response(body=await self._service.metrics_page(),
                                 headers={"Content-Type": METRICS_CONTENT_TYPE})
         return None
 
@@ -202,7 +205,7 @@ class RestApi:
             if not name:
                 raise invalid_argument("Missing model name in request.")
             spec = ModelSpec(unquote(name), _version(version), label and unquote(label))
-            return (self._metadata(spec) if metadata else self._status(spec)), None
+            return await (self._metadata(spec) if metadata else self._status(spec)), None
         raise _malformed(request)
 
     async def _body(self, request: web.Request) -> bytes:
@@ -247,9 +250,10 @@ class RestApi:
     async def _predict(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
         signature_name, request = await self._decoders.decode(body_decoders.decode_predict, body)
         spec = ModelSpec(*spec_args, signature_name=signature_name)
-        # TensorFlow Serving looks the model and signature up before reading the tensors.
-        self._service.check_rest_signature(spec)
         if isinstance(request, ServingError):
+            # TensorFlow Serving looks the model and signature up before reading the tensors:
+            # their errors come first (predict checks them too, on the version it pins).
+            await self._service.check_rest_signature(spec)
             raise request
         call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
                            deadline=self._deadline())
@@ -273,13 +277,13 @@ class RestApi:
         result = await self._on_examples(self._service.regress, spec_args, body)
         return codec_examples.encode_regress_json(result.values), result.served
 
-    def _metadata(self, spec: ModelSpec) -> bytes:
-        served, signature_defs = self._service.metadata(spec)
+    async def _metadata(self, spec: ModelSpec) -> bytes:
+        served, signature_defs = await self._service.metadata(spec)
         return responses.metadata_json(responses.metadata_response(served, signature_defs))
 
-    def _status(self, spec: ModelSpec) -> bytes:
+    async def _status(self, spec: ModelSpec) -> bytes:
         # TensorFlow Serving ignores the label segment of a status request.
-        statuses = self._service.status(spec.name, spec.version)
+        statuses = await self._service.status(spec.name, spec.version)
         return responses.status_json(responses.status_response(statuses))
 
 

@@ -22,18 +22,19 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvloop
 
-from serving.engine import grpc_api, memory, rest, tls
+from serving.engine import memory
 from serving.engine.batcher import BatchScheduler
-from serving.engine.body_decoders import BodyDecoders
-from serving.engine.connections import ConnectionLimits, default_max_connections
 from serving.engine.core import ConfigFilePoller, ServerCore
+from serving.engine.front_ends import HEALTH_INTERVAL_S, FrontEnds, FrontEndSettings, Listeners
+from serving.engine.frontend_processes import FrontEndProcesses, FrontEndStartError
 from serving.engine.health import Health
 from serving.engine.loader import make_loader
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
+from serving.engine.model_host import ModelHost
 from serving.engine.options import ServerOptions
 from serving.engine.reloads import ReloadGate
-from serving.engine.request_memory import RequestMemory, budget_bytes
+from serving.engine.request_memory import budget_bytes
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
@@ -42,7 +43,6 @@ from serving.errors import ServingError
 
 log = logging.getLogger("serving")
 EXIT_START_FAILED = 255
-HEALTH_INTERVAL_S = 0.25
 
 
 def _configure_tensorflow(options: ServerOptions) -> None:
@@ -62,7 +62,6 @@ class EngineServer:
     def __init__(self, settings: EngineSettings):
         self.options = options = settings.options
         self.model_config = settings.model_config
-        self.ssl_config = settings.ssl
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
                                            thread_name_prefix="model")
@@ -89,15 +88,14 @@ class EngineServer:
                                  [self.runs.stall, *([self.batcher.stall] if self.batcher else [])])
         self.watchdog.watch_threads(self.manager.thread)
         self.engine_health = Health(self.service.ready, self.watchdog)
-        self.health = grpc_api.HealthReporter(self.engine_health)
-        self.request_memory = RequestMemory(budget_bytes(options.request_memory_budget_bytes),
-                                            self.metrics)
-        self.body_decoders = BodyDecoders()
-        self.rest_api = rest.RestApi(self.service, self.engine_health, self.request_memory,
-                                     self.body_decoders, options.rest_api_timeout_in_ms,
-                                     options.rest_api_idle_timeout_seconds,
-                                     options.rest_api_enable_cors_support,
-                                     settings.metrics_path)
+        count = frontend_process_count(options.frontend_processes)
+        front_end_settings = FrontEndSettings(options, settings.metrics_path, settings.ssl)
+        self.front_ends = FrontEnds(front_end_settings, self.service, self.engine_health, self.reloads,
+                                    self.metrics, Listeners(shared_ports=count == 1, private=True),
+                                    budget_bytes(options.request_memory_budget_bytes))
+        self.frontend_processes = FrontEndProcesses(count, ModelHost(
+            front_end_settings, self.service, self.engine_health, self.reloads, self.metrics, count)) \
+            if count > 1 else None
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
         self._initial: asyncio.Task | None = None
@@ -107,48 +105,18 @@ class EngineServer:
             self.metrics.versions_loaded.labels(model).set(len(versions))
         self.metrics.queue_depth.set(self.batcher.queue_depth() if self.batcher else 0)
 
-    async def _start_front_ends(self):
-        options = self.options
-        grpc_server = grpc_api.build_server(self.service, self.reloads, self.health,
-                                            self.request_memory, options.grpc_channel_arguments)
-        ssl_config = self.ssl_config
-        for address in ([f"{options.host}:{options.port}"] if options.port else []) + (
-                [f"unix:{options.grpc_socket_path}"] if options.grpc_socket_path else []):
-            if ssl_config:
-                grpc_server.add_secure_port(address, tls.grpc_credentials(ssl_config))
-            else:
-                grpc_server.add_insecure_port(address)
-            print(f"Running gRPC ModelServer at {address} ...", flush=True)
-        await grpc_server.start()
-        runners = []
-        grace = options.grace_period_seconds
-        if options.rest_api_port and options.rest_api_port != options.port:
-            context = tls.rest_ssl_context(ssl_config) if options.rest_api_enable_ssl else None
-            app = self.rest_api.app(options.rest_api_max_body_bytes,
-                                    with_admin=not options.admin_address)
-            runners.append(await rest.start(app, options.host, options.rest_api_port, grace,
-                                            self._connection_limits(), context))
-            self.body_decoders.warm()
-            print(f"Exporting HTTP/REST API at:{options.host}:{options.rest_api_port} ...",
-                  flush=True)
-        if options.admin_address:
-            host, _, port = options.admin_address.rpartition(":")
-            runners.append(await rest.start(self.rest_api.admin_app(), host or options.host,
-                                            int(port), grace, self._connection_limits()))
-            print(f"Serving health and metrics at {options.admin_address} ...", flush=True)
-        return grpc_server, runners
+    async def _start_front_ends(self) -> None:
+        """Listen: in this process, or in the front-end processes (then announced once they
+        all listen; this process keeps the admin address and the gRPC unix socket)."""
+        await self.front_ends.start(announce=self.frontend_processes is None)
+        if self.frontend_processes is not None:
+            await self.frontend_processes.start()
+            self.front_ends.announce(shared=True)
 
-    def _connection_limits(self) -> ConnectionLimits:
-        """Each REST listener's own limit: the admin address keeps answering probes when the
-        REST port is full."""
-        return ConnectionLimits(self.options.rest_api_idle_timeout_seconds,
-                                self.options.rest_api_max_connections or
-                                default_max_connections(),
-                                self.metrics.rest_connections_refused.inc)
-
-    async def _report_health(self) -> None:
+    async def _push_health(self) -> None:
+        """The front-end processes hear of every change of health within an interval."""
         while not self.stopping.is_set():
-            await self.health.update()
+            self.frontend_processes.host.push_health()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), HEALTH_INTERVAL_S)
 
@@ -156,12 +124,19 @@ class EngineServer:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        grpc_server, runners = await self._start_front_ends()
-        health_task = asyncio.create_task(self._report_health())
+        try:
+            await self._start_front_ends()
+        except FrontEndStartError as e:
+            print(f"Failed to start server. Error: {e}", flush=True)
+            await self._shutdown()
+            return EXIT_START_FAILED
+        pushing = asyncio.create_task(self._push_health()) if self.frontend_processes else None
         status = await self._initial_load()
         if status == 0:
             await self.stopping.wait()
-        await self._shutdown(grpc_server, runners, health_task)
+        if pushing:
+            await pushing
+        await self._shutdown()
         return status
 
     def _on_signal(self, signum: int) -> None:
@@ -202,15 +177,16 @@ class EngineServer:
         log.info("all configured models are available")
         return 0
 
-    async def _shutdown(self, grpc_server, runners, health_task) -> None:
+    async def _shutdown(self) -> None:
         log.info("shutting down: draining requests in flight")
         self.engine_health.shutting_down = self.watchdog.stopping = True
         self.stopping.set()
-        await health_task
-        await self.health.update()
-        stops = [grpc_server.stop(self.options.grace_period_seconds),
-                 *(rest.stop(runner) for runner in runners)]
-        await asyncio.gather(*stops)
+        grace = self.options.grace_period_seconds
+        if self.frontend_processes is not None:
+            self.frontend_processes.host.push_health()
+            await asyncio.gather(self.front_ends.stop(grace), self.frontend_processes.stop(grace))
+        else:
+            await self.front_ends.stop(grace)
         self.source.stop()
         if self.poller:
             self.poller.stop()
@@ -222,7 +198,11 @@ class EngineServer:
         if self.batcher:
             self.batcher.stop(self.options.grace_period_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.body_decoders.close()
+
+
+def frontend_process_count(flag: int) -> int:
+    """``--frontend_processes``: 0 is one per CPU this process may run on."""
+    return flag if flag > 0 else len(os.sched_getaffinity(0))
 
 
 def _raise_open_file_limit() -> None:

@@ -191,12 +191,12 @@ class PredictionService:
                                                  call.deadline)
             return PredictResult(Served(spec.name, servable.version, signature.key), result)
 
-    def check_rest_signature(self, spec: ModelSpec) -> None:
+    async def check_rest_signature(self, spec: ModelSpec) -> None:
         """Raise what a REST predict gets for an unknown model, version, label or signature.
 
         TensorFlow Serving resolves these before it reads ``instances`` / ``inputs``
-        (``FillPredictRequestFromJson``), so the REST front end calls this between parsing the
-        body and decoding its tensors; :meth:`predict` checks again on the version it pins.
+        (``FillPredictRequestFromJson``), so the REST front end calls this when the body's
+        tensors did not decode; :meth:`predict` checks them first on the version it pins.
         """
         with self._handle(spec) as servable:
             _rest_signature(servable, spec.signature_name)
@@ -234,18 +234,22 @@ class PredictionService:
         return [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)
                 else RegressResult(s, a) for s, j, a in zip(served, job.jobs, answers, strict=True)]
 
-    def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
+    async def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
         """The served version and its SignatureDefs (GetModelMetadata's ``signature_def``)."""
         with self._handle(spec) as servable:
             return Served(spec.name, servable.version, ""), servable.signature_defs
 
-    def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
+    async def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Every tracked version of ``name``, highest first (labels are ignored, as in TF)."""
         self._refuse_while_starting()
         return [VersionStatus(r.version, r.state.name,
                               r.error.code.name if r.error else "OK",
                               r.error.message if r.error else "")
                 for r in self._manager.version_status(name, version)]
+
+    async def metrics_page(self) -> bytes:
+        """The Prometheus page (served on the REST port or the admin address)."""
+        return self.metrics.render()
 
     def ready(self) -> bool:
         """True once the initial load is done (until then requests are refused, see

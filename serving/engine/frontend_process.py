@@ -1,0 +1,111 @@
+"""One front-end process: the REST and gRPC ports, over the model process's service.
+
+Started by :mod:`serving.engine.frontend_processes` as ``python -m
+serving.engine.frontend_process SOCKET INDEX``; it connects to the model process, receives the
+engine's settings, listens on the shared ports (``SO_REUSEPORT``) and says so. SIGTERM or SIGINT:
+it stops accepting and finishes the requests it holds (``--grace_period_seconds``), as the
+engine does. When the model process goes away it stops at once: nothing could answer.
+
+It never imports TensorFlow itself, only the protocol buffers TensorFlow ships (those of
+``tensorflow-serving-api`` import them): the package's ``__init__`` loads the whole runtime,
+about 290 MB of private memory and 3 s per process, for nothing a front end does. Any use of
+TensorFlow proper here is a bug, and fails loudly (:class:`ProtosOnly`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import signal
+import sys
+import types
+
+log = logging.getLogger("serving")
+SETTINGS_TIMEOUT_S = 30.0
+
+
+class ProtosOnly(types.ModuleType):
+    """``tensorflow`` as a plain package of its proto modules: its ``__init__`` never runs."""
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"tensorflow.{name}: a front-end process loads TensorFlow's "
+                             "protocol buffers only, not TensorFlow")
+
+
+def tensorflow_protos_only() -> None:
+    """Make ``import tensorflow.core...`` find the proto modules without TensorFlow."""
+    if "tensorflow" in sys.modules:
+        return
+    spec = importlib.util.find_spec("tensorflow")
+    if spec is None or spec.submodule_search_locations is None:
+        return  # not installed: the proto imports will say so
+    package = ProtosOnly("tensorflow")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    sys.modules["tensorflow"] = package
+
+
+async def _refresh_gauges(metrics, stop: asyncio.Event) -> None:
+    """This process's gauges (the request memory it holds) travel to the model process."""
+    from serving.engine.front_ends import HEALTH_INTERVAL_S
+
+    while not stop.is_set():
+        for refresh in metrics.refreshers:
+            refresh()
+        try:
+            await asyncio.wait_for(stop.wait(), HEALTH_INTERVAL_S)
+        except TimeoutError:
+            pass
+
+
+async def serve(socket_path: str, index: int) -> int:
+    from serving.engine.front_ends import FrontEnds, Listeners
+    from serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
+    from serving.engine.request_memory import budget_bytes
+
+    loop = asyncio.get_running_loop()
+    model = ModelProcess()
+    await loop.create_unix_connection(lambda: model.channel, socket_path)
+    async with asyncio.timeout(SETTINGS_TIMEOUT_S):
+        await model.got_settings.wait()
+    settings, count = model.settings, model.front_end_count
+    options = settings.options
+    service = RemoteService(model)
+    budget = budget_bytes(options.request_memory_budget_bytes)
+    front_ends = FrontEnds(settings, service, model.health, RemoteReloads(model),
+                           service.metrics, Listeners(shared_ports=True, private=False),
+                           budget // count if budget else 0, decoder_processes=1)
+    await front_ends.start(announce=False)
+    model.channel.send(("listening",))
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    gauges = asyncio.create_task(_refresh_gauges(service.metrics, stop))
+    lost = asyncio.create_task(model.lost.wait())
+    await asyncio.wait({lost, asyncio.create_task(stop.wait())},
+                       return_when=asyncio.FIRST_COMPLETED)
+    model.health.shutting_down = True
+    if lost.done():
+        log.error("front-end process %d: the model process is gone; stopping", index)
+    stop.set()
+    await gauges
+    await front_ends.stop(0 if lost.done() else options.grace_period_seconds)
+    await asyncio.sleep(0)  # the last metric records join the outbox
+    model.channel.close()
+    return 1 if lost.done() else 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    socket_path, index = sys.argv[1], int(sys.argv[2])
+    tensorflow_protos_only()
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(socket_path, index))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The model process's side of the front-end sockets: the one service, for every front end.
+
+Each front-end process (:mod:`serving.engine.frontend_process`) connects to a unix socket in a
+private directory; its calls run on the engine's :class:`PredictionService` (so its requests
+merge into the same batches as every other front end's), its metric records land on the
+engine's one registry, and it hears of every change of health. A front end that goes away
+cancels the calls it left (counted as abandoned, as a client that hangs up) and its gauges are
+taken back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+import grpc
+from prometheus_client import Gauge
+
+from serving.engine.frames import FrameChannel
+from serving.engine.front_ends import FrontEndSettings
+from serving.engine.health import Health
+from serving.engine.metrics import UNKNOWN_MODEL, Metrics
+from serving.engine.reloads import ReloadGate
+from serving.engine.service import PredictionService
+from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
+
+
+class _FrontEnd:
+    """One connected front-end process."""
+
+    def __init__(self, host: ModelHost):
+        self.channel = FrameChannel(lambda frame: host.on_frame(self, frame),
+                                    lambda: host.on_lost(self))
+        self.calls: dict[int, asyncio.Task] = {}
+        self.gauges: dict[tuple, float] = defaultdict(float)
+        """What this front end added to each (metric, labels) gauge, taken back when it goes."""
+        self.health: tuple | None = None
+        self.listening = False
+
+
+class ModelHost:
+    """Serves front-end processes' calls on the engine's own objects."""
+
+    def __init__(self, settings: FrontEndSettings, service: PredictionService, health: Health,
+                 reloads: ReloadGate, metrics: Metrics, front_end_count: int):
+        self._settings, self._front_end_count = settings, front_end_count
+        self._health, self._metrics = health, metrics
+        self._front_ends: set[_FrontEnd] = set()
+        self._methods = {
+            "predict": service.predict, "check_rest_signature": service.check_rest_signature,
+            "classify": service.classify, "regress": service.regress,
+            "multi_inference": service.multi_inference, "metadata": service.metadata,
+            "status": service.status, "metrics_page": service.metrics_page,
+            "authorize": reloads.authorize, "reload": reloads.reload}
+        self._gauge_values: dict[tuple, dict[_FrontEnd, float]] = defaultdict(dict)
+        metrics.refreshers.append(self._refresh_set_gauges)
+        self._server: asyncio.AbstractServer | None = None
+        self._listening_changed = asyncio.Event()
+
+    async def start(self, path: str) -> None:
+        self._server = await asyncio.get_running_loop().create_unix_server(self._accept, path)
+
+    def _accept(self) -> FrameChannel:
+        front_end = _FrontEnd(self)
+        self._front_ends.add(front_end)
+        front_end.channel.send(("settings", self._settings, self._front_end_count))
+        self._push_health(front_end)
+        return front_end.channel
+
+    def push_health(self) -> None:
+        """Tell every front end the health now, where it changed."""
+        for front_end in self._front_ends:
+            self._push_health(front_end)
+
+    def _push_health(self, front_end: _FrontEnd) -> None:
+        health = (self._health.not_alive(), self._health.not_ready())
+        if health != front_end.health:
+            front_end.health = health
+            front_end.channel.send(("health", *health))
+
+    def on_frame(self, front_end: _FrontEnd, frame: tuple) -> None:
+        kind = frame[0]
+        if kind == "call":
+            _, call_id, method, args = frame
+            front_end.calls[call_id] = asyncio.create_task(
+                self._serve(front_end, call_id, method, args))
+        elif kind == "cancel":
+            task = front_end.calls.get(frame[1])
+            if task is not None:
+                task.cancel()
+        elif kind == "metrics":
+            self._record(front_end, frame[1])
+        elif kind == "listening":
+            front_end.listening = True
+            self._listening_changed.set()
+
+    async def _serve(self, front_end: _FrontEnd, call_id: int, method: str, args: tuple):
+        try:
+            reply = ("reply", call_id, True, await self._methods[method](*args))
+        except ServingError as e:
+            reply = ("reply", call_id, False, (e.code.name, e.message))
+        except asyncio.CancelledError:
+            return  # the front end cancelled it: it waits for no answer
+        except Exception:  # noqa: BLE001 - a bug must still answer, and be logged
+            log.exception("internal error serving a front end's %s", method)
+            reply = ("reply", call_id, False, (grpc.StatusCode.INTERNAL.name, "Internal error"))
+        finally:
+            front_end.calls.pop(call_id, None)
+        front_end.channel.send(reply)
+
+    def _record(self, front_end: _FrontEnd, records: list[tuple]) -> None:
+        metrics = self._metrics
+        for name, labels, op, value in records:
+            metric = getattr(metrics, name)
+            if labels and metric._labelnames[0] == "model_name" and \
+                    not metrics.is_known_model(labels[0]):
+                labels = (UNKNOWN_MODEL, *labels[1:])
+            if op == "set":  # a front end's own share of a gauge: summed over front ends
+                self._gauge_values[(name, labels)][front_end] = value
+                continue
+            if isinstance(metric, Gauge):
+                front_end.gauges[(name, labels)] += value if op == "inc" else -value
+            getattr(metric.labels(*labels) if labels else metric, op)(value)
+
+    def _refresh_set_gauges(self) -> None:
+        for (name, labels), shares in self._gauge_values.items():
+            metric = getattr(self._metrics, name)
+            (metric.labels(*labels) if labels else metric).set(sum(shares.values()))
+
+    def on_lost(self, front_end: _FrontEnd) -> None:
+        self._front_ends.discard(front_end)
+        for task in list(front_end.calls.values()):
+            task.cancel()
+        for (name, labels), added in front_end.gauges.items():
+            metric = getattr(self._metrics, name)
+            (metric.labels(*labels) if labels else metric).dec(added)
+        for shares in self._gauge_values.values():
+            shares.pop(front_end, None)
+
+    async def wait_listening(self, count: int) -> None:
+        """Until ``count`` connected front ends listen on their ports."""
+        while sum(f.listening for f in self._front_ends) < count:
+            self._listening_changed.clear()
+            await self._listening_changed.wait()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for front_end in list(self._front_ends):
+            front_end.channel.close()
