@@ -17,8 +17,8 @@ import grpc
 
 from serving.engine import grpc_api, rest, tls
 from serving.engine.body_decoders import BodyDecoders
-from serving.engine.connections import ConnectionLimits, default_max_connections
 from serving.engine.config_protos import SSLConfig
+from serving.engine.connections import ConnectionLimits, default_max_connections
 from serving.engine.options import ServerOptions
 from serving.engine.request_memory import RequestMemory
 

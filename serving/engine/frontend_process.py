@@ -15,6 +15,7 @@ TensorFlow proper here is a bug, and fails loudly (:class:`ProtosOnly`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import signal
@@ -53,10 +54,8 @@ async def _refresh_gauges(metrics, stop: asyncio.Event) -> None:
     while not stop.is_set():
         for refresh in metrics.refreshers:
             refresh()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HEALTH_INTERVAL_S)
-        except TimeoutError:
-            pass
 
 
 async def serve(socket_path: str, index: int) -> int:

@@ -90,12 +90,15 @@ class EngineServer:
         self.engine_health = Health(self.service.ready, self.watchdog)
         count = frontend_process_count(options.frontend_processes)
         front_end_settings = FrontEndSettings(options, settings.metrics_path, settings.ssl)
-        self.front_ends = FrontEnds(front_end_settings, self.service, self.engine_health, self.reloads,
-                                    self.metrics, Listeners(shared_ports=count == 1, private=True),
-                                    budget_bytes(options.request_memory_budget_bytes))
-        self.frontend_processes = FrontEndProcesses(count, ModelHost(
-            front_end_settings, self.service, self.engine_health, self.reloads, self.metrics, count)) \
-            if count > 1 else None
+        self.front_ends = FrontEnds(
+            front_end_settings, self.service, self.engine_health, self.reloads, self.metrics,
+            Listeners(shared_ports=count == 1, private=True),
+            budget_bytes(options.request_memory_budget_bytes))
+        self.frontend_processes = None
+        if count > 1:
+            host = ModelHost(front_end_settings, self.service, self.engine_health, self.reloads,
+                             self.metrics, count)
+            self.frontend_processes = FrontEndProcesses(count, host)
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
         self._initial: asyncio.Task | None = None
