@@ -33,6 +33,7 @@ class ModelProcess:
 
     def __init__(self):
         self.channel = FrameChannel(self._on_frame, self._on_lost)
+        self.records = MetricRecords(self.channel)
         self._calls: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self.health = RemoteHealth()
@@ -47,11 +48,14 @@ class ModelProcess:
             raise ServingError(grpc.StatusCode.UNAVAILABLE, MODEL_PROCESS_GONE)
         call_id = next(self._ids)
         reply = self._calls[call_id] = asyncio.get_running_loop().create_future()
+        self.records.send()  # what the caller recorded (a request in flight) counts first
         self.channel.send(("call", call_id, method, args))
         try:
             return await reply
         except asyncio.CancelledError:
-            if not reply.done():  # the caller went away: so does its work
+            # The caller went away, and its task's cancel cancelled ``reply`` too (unless an
+            # answer had come first): so does its work.
+            if reply.cancelled():
                 self.channel.send(("cancel", call_id))
             raise
         finally:
@@ -86,7 +90,7 @@ class RemoteService:
 
     def __init__(self, model_process: ModelProcess):
         self._call = model_process.call
-        self.metrics = RemoteMetrics(model_process.channel)
+        self.metrics = RemoteMetrics(model_process.records)
 
     async def predict(self, call: PredictCall):
         return await self._call("predict", call)
@@ -147,7 +151,7 @@ class _Recorder:
 
     __slots__ = ("_name", "_labels", "_out")
 
-    def __init__(self, name: str, out: _Outbox, labels: tuple = ()):
+    def __init__(self, name: str, out: MetricRecords, labels: tuple = ()):
         self._name, self._out, self._labels = name, out, labels
 
     def labels(self, *values: str) -> _Recorder:
@@ -166,8 +170,9 @@ class _Recorder:
         self._out.add((self._name, self._labels, "set", value))
 
 
-class _Outbox:
-    """Metric records of one turn of the loop, sent as one frame."""
+class MetricRecords:
+    """Metric records of one turn of the loop, sent as one frame (at the end of the turn, or
+    before a call that may read them: a scrape counts itself in flight, as in one process)."""
 
     def __init__(self, channel: FrameChannel):
         self._channel = channel
@@ -175,12 +180,13 @@ class _Outbox:
 
     def add(self, record: tuple) -> None:
         if not self._records:
-            asyncio.get_running_loop().call_soon(self._send)
+            asyncio.get_running_loop().call_soon(self.send)
         self._records.append(record)
 
-    def _send(self) -> None:
-        records, self._records = self._records, []
-        self._channel.send(("metrics", records))
+    def send(self) -> None:
+        if self._records:
+            records, self._records = self._records, []
+            self._channel.send(("metrics", records))
 
 
 class RemoteMetrics(Metrics):
@@ -189,8 +195,7 @@ class RemoteMetrics(Metrics):
     :class:`_Recorder`. The model process maps model names it does not know, sums each front
     end's gauges and forgets those of a front end that is gone."""
 
-    def __init__(self, channel: FrameChannel):  # noqa: D107 - no Metrics.__init__: no registry
-        out = _Outbox(channel)
+    def __init__(self, out: MetricRecords):  # noqa: D107 - no Metrics.__init__: no registry
         for name, value in vars(Metrics()).items():
             if isinstance(value, MetricWrapperBase):
                 setattr(self, name, _Recorder(name, out))
