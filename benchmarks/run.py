@@ -55,9 +55,10 @@ def payloads(model: str, example: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
 
 
 def start_engine(base: Path, model: str, batching: bool, max_batch: int,
-                 workers: int = 1) -> EngineProcess:
+                 workers: int = 1, frontend_processes: int = 0) -> EngineProcess:
     flags = [f"--model_name={model}", f"--model_base_path={base / model}",
-             "--file_system_poll_wait_seconds=0", f"--workers={workers}"]
+             "--file_system_poll_wait_seconds=0", f"--workers={workers}",
+             f"--frontend_processes={frontend_processes}"]
     if batching:
         config = base / "batching.config"
         config.write_text(BATCHING.format(size=max_batch, threads=os.cpu_count() or 1))

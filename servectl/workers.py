@@ -33,7 +33,9 @@ def _worker_argv(argv: list[str]) -> list[str]:
             skip = "=" not in arg
         else:
             kept.append(arg)
-    return [sys.executable, "-m", "servectl.cli", "serve", *kept, "--workers=1"]
+    # Each worker is a whole engine in one process unless the command line says otherwise.
+    return [sys.executable, "-m", "servectl.cli", "serve", "--frontend_processes=1", *kept,
+            "--workers=1"]
 
 
 class _Worker:

@@ -27,6 +27,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from servectl.engine_process import EngineProcess, children
 from serving import codec
+from serving.engine.cpus import usable_cpus
 from serving.engine.frames import FrameChannel
 from tests.conftest import metric, models_config, monitoring_flag, wait_until
 from tests.model_builders import save_linear
@@ -298,3 +299,21 @@ def test_frames_keep_their_order_across_partial_reads():
     assert [frame[1] for frame in received] == list(range(50))
     assert np.array_equal(received[10][3][0], np.arange(1 << 20, dtype=np.float32))
     assert received[7][3] == (7,)
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "50000 100000\n"}, 1),  # v2: half a CPU, rounded up
+    ({"cpu.max": "150000 100000\n"}, 2),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "garbage\n"}, None),
+    ({}, None),
+])
+def test_one_front_end_per_cpu_the_cgroup_grants(tmp_path, files, expected):
+    """``--frontend_processes=0`` sizes to the pod's CPU limit, not the node's cores."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cores = len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path) == (cores if expected is None else min(cores, expected))

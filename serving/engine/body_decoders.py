@@ -26,6 +26,7 @@ import grpc
 from serving import codec
 from serving.codec_json import PredictJsonRequest
 from serving.engine import memory
+from serving.engine.cpus import usable_cpus
 from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class BodyDecoders:
     """A pool of decoder processes, started with the engine and rebuilt when one dies."""
 
     def __init__(self, workers: int = 0):
-        self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._workers = workers or min(4, usable_cpus())
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:

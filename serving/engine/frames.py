@@ -11,13 +11,43 @@ in a directory only the engine's user can enter).
 from __future__ import annotations
 
 import asyncio
+import copyreg
+import io
 import pickle
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 HEADER = struct.Struct("!I")
 MAX_FRAME_BYTES = (1 << 32) - 1
+NUMPY_ITERATION_RANK = 32
+"""numpy iterates object arrays through 32-dimension buffers, so it cannot pickle a string
+tensor of higher rank; such a tensor travels flat and is refused where one process would
+refuse it (the servable's own check), not as a pickling error."""
+
+
+def _reduce_array(array: np.ndarray):
+    if array.dtype == object and array.ndim > NUMPY_ITERATION_RANK:
+        return _reshaped, (array.reshape(-1), array.shape)
+    return array.__reduce_ex__(5)
+
+
+def _reshaped(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return flat.reshape(shape)
+
+
+_DISPATCH = copyreg.dispatch_table | {np.ndarray: _reduce_array}
+
+
+def dumps(message: Any) -> bytes:
+    """``message`` as pickle protocol 5 (arrays as raw bytes), any rank of string tensor."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(message)
+    return out.getvalue()
 
 
 class FrameChannel(asyncio.Protocol):
@@ -58,7 +88,7 @@ class FrameChannel(asyncio.Protocol):
         """Queue ``message``; everything queued in this turn of the loop leaves together."""
         if self.closed:
             return
-        data = pickle.dumps(message, protocol=5)
+        data = dumps(message)
         if len(data) > MAX_FRAME_BYTES:
             raise ValueError(f"a frame of {len(data)} bytes is over the 4 GiB limit")
         if not self._outbox:

@@ -19,8 +19,9 @@ from serving.engine import grpc_api, rest, tls
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.config_protos import SSLConfig
 from serving.engine.connections import ConnectionLimits, default_max_connections
+from serving.engine.ledger import Ledger
 from serving.engine.options import ServerOptions
-from serving.engine.request_memory import RequestMemory
+from serving.engine.request_memory import RequestMemory, budget_bytes
 
 HEALTH_INTERVAL_S = 0.25
 
@@ -48,14 +49,19 @@ class FrontEnds:
     """Builds, starts and stops one process's listeners over a service (local or remote)."""
 
     def __init__(self, settings: FrontEndSettings, service, health, reloads, metrics,
-                 listeners: Listeners, memory_budget: int, decoder_processes: int = 0):
+                 listeners: Listeners, share: int = 1, ledger: Ledger | None = None,
+                 decoder_processes: int = 0):
+        """``ledger``: the request memory budget's, shared with the server's other processes;
+        ``share``: how many processes split ``--rest_api_max_connections`` (each its part:
+        the limit guards each process's descriptors)."""
         self._settings, self._options = settings, settings.options
-        self._listeners = listeners
+        self._listeners, self._share = listeners, share
         self._runners = []
         self._metrics = metrics
         self.health = health
         self.reporter = grpc_api.HealthReporter(health)
-        self.request_memory = RequestMemory(memory_budget, metrics)
+        memory_budget = budget_bytes(self._options.request_memory_budget_bytes)
+        self.request_memory = RequestMemory(memory_budget, metrics, ledger)
         self.body_decoders = BodyDecoders(decoder_processes) if self._serves_rest() else None
         self.rest_api = rest.RestApi(service, health, self.request_memory, self.body_decoders,
                                      self._options.rest_api_timeout_in_ms,
@@ -123,9 +129,9 @@ class FrontEnds:
     def _connection_limits(self) -> ConnectionLimits:
         """Each REST listener's own limit: the admin address keeps answering probes when the
         REST port is full."""
+        configured = -(-self._options.rest_api_max_connections // self._share)  # rounded up
         return ConnectionLimits(self._options.rest_api_idle_timeout_seconds,
-                                self._options.rest_api_max_connections or
-                                default_max_connections(),
+                                configured or default_max_connections(),
                                 self._metrics.rest_connections_refused.inc)
 
     async def _report_health(self) -> None:

@@ -15,12 +15,12 @@ TensorFlow proper here is a bug, and fails loudly (:class:`ProtosOnly`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
 import signal
 import sys
 import types
+from pathlib import Path
 
 log = logging.getLogger("serving")
 SETTINGS_TIMEOUT_S = 30.0
@@ -47,21 +47,10 @@ def tensorflow_protos_only() -> None:
     sys.modules["tensorflow"] = package
 
 
-async def _refresh_gauges(metrics, stop: asyncio.Event) -> None:
-    """This process's gauges (the request memory it holds) travel to the model process."""
-    from serving.engine.front_ends import HEALTH_INTERVAL_S
-
-    while not stop.is_set():
-        for refresh in metrics.refreshers:
-            refresh()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), HEALTH_INTERVAL_S)
-
-
 async def serve(socket_path: str, index: int) -> int:
     from serving.engine.front_ends import FrontEnds, Listeners
+    from serving.engine.ledger import Ledger, ledger_path
     from serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
-    from serving.engine.request_memory import budget_bytes
 
     loop = asyncio.get_running_loop()
     model = ModelProcess()
@@ -71,26 +60,24 @@ async def serve(socket_path: str, index: int) -> int:
     settings, count = model.settings, model.front_end_count
     options = settings.options
     service = RemoteService(model)
-    budget = budget_bytes(options.request_memory_budget_bytes)
     front_ends = FrontEnds(settings, service, model.health, RemoteReloads(model),
                            service.metrics, Listeners(shared_ports=True, private=False),
-                           budget // count if budget else 0, decoder_processes=1)
+                           share=count, decoder_processes=1,
+                           ledger=Ledger(ledger_path(Path(socket_path).parent), count + 1,
+                                         slot=index))
     await front_ends.start(announce=False)
     model.channel.send(("listening",))
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
-    gauges = asyncio.create_task(_refresh_gauges(service.metrics, stop))
     lost = asyncio.create_task(model.lost.wait())
     await asyncio.wait({lost, asyncio.create_task(stop.wait())},
                        return_when=asyncio.FIRST_COMPLETED)
     model.health.shutting_down = True
     if lost.done():
         log.error("front-end process %d: the model process is gone; stopping", index)
-    stop.set()
-    await gauges
     await front_ends.stop(0 if lost.done() else options.grace_period_seconds)
-    await asyncio.sleep(0)  # the last metric records join the outbox
+    model.records.send()  # the last metric records, before the channel closes
     model.channel.close()
     return 1 if lost.done() else 0
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from serving.engine.ledger import Ledger, ledger_path
 from serving.engine.model_host import ModelHost
 from serving.engine.restarts import RestartBackoff, describe_exit
 
@@ -81,6 +82,8 @@ class FrontEndProcesses:
         self._count, self.host = count, host
         self._folder = Path(tempfile.mkdtemp(prefix="servectl-frontends-"))  # mode 0700
         self.socket_path = str(self._folder / "model.sock")
+        self.ledger = Ledger.create(ledger_path(self._folder), count + 1, slot=count)
+        """The request memory budget's: a slot per front end, the last this process's."""
         self._processes: list[_Child | None] = [None] * count
         self._watchers: list[asyncio.Task] = []
         self._stopping = False
@@ -126,6 +129,7 @@ class FrontEndProcesses:
             status = await process.wait()
             if self._stopping:
                 return
+            self.ledger.clear(index)  # what it held died with it
             delay = backoff.died()
             log.error("front-end process %d (pid %d) died (%s); restarting it in %gs",
                       index, process.pid, describe_exit(status), delay)
@@ -159,4 +163,5 @@ class FrontEndProcesses:
         await self.host.close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
+            os.unlink(ledger_path(self._folder))
             self._folder.rmdir()

@@ -248,7 +248,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()  # TF always sets it; OK is error_code 0
         try:
-            await self._reloads.authorize(tuple(context.invocation_metadata() or ()))
+            # plain pairs: gRPC's own metadatum type does not pickle (to a model process)
+            await self._reloads.authorize(tuple((key, value) for key, value in
+                                                context.invocation_metadata() or ()))
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid_argument(NOT_A_LIST)  # model_service_impl.cc's default case
             await self._reloads.reload(request.config, context.time_remaining())

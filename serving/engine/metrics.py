@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import grpc
@@ -107,6 +107,8 @@ class Metrics:
         names as typed by clients would grow every series without bound."""
         self.refreshers: list[Callable[[], None]] = []
         """Called before each render, to set gauges read from elsewhere (manager, batcher)."""
+        self.gatherers: list[Callable[[], Awaitable[None]]] = []
+        """Awaited before each page: what other processes (the front ends) recorded so far."""
 
     @asynccontextmanager
     async def request(self, model_name: str, api: str, entrypoint: str

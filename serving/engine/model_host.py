@@ -11,6 +11,7 @@ taken back.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import defaultdict
 
@@ -26,6 +27,7 @@ from serving.engine.service import PredictionService
 from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 1.0
 
 
 class _FrontEnd:
@@ -39,6 +41,8 @@ class _FrontEnd:
         """What this front end added to each (metric, labels) gauge, taken back when it goes."""
         self.health: tuple | None = None
         self.listening = False
+        self.flushes: dict[int, asyncio.Future] = {}
+        """Scrapes waiting for this front end's records."""
 
 
 class ModelHost:
@@ -55,8 +59,8 @@ class ModelHost:
             "multi_inference": service.multi_inference, "metadata": service.metadata,
             "status": service.status, "metrics_page": service.metrics_page,
             "authorize": reloads.authorize, "reload": reloads.reload}
-        self._gauge_values: dict[tuple, dict[_FrontEnd, float]] = defaultdict(dict)
-        metrics.refreshers.append(self._refresh_set_gauges)
+        metrics.gatherers.append(self._gather_metrics)
+        self._flush_ids = itertools.count()
         self._server: asyncio.AbstractServer | None = None
         self._listening_changed = asyncio.Event()
 
@@ -93,6 +97,10 @@ class ModelHost:
                 task.cancel()
         elif kind == "metrics":
             self._record(front_end, frame[1])
+        elif kind == "flushed":
+            flushed = front_end.flushes.pop(frame[1], None)
+            if flushed is not None and not flushed.done():
+                flushed.set_result(None)
         elif kind == "listening":
             front_end.listening = True
             self._listening_changed.set()
@@ -118,17 +126,22 @@ class ModelHost:
             if labels and metric._labelnames[0] == "model_name" and \
                     not metrics.is_known_model(labels[0]):
                 labels = (UNKNOWN_MODEL, *labels[1:])
-            if op == "set":  # a front end's own share of a gauge: summed over front ends
-                self._gauge_values[(name, labels)][front_end] = value
-                continue
             if isinstance(metric, Gauge):
                 front_end.gauges[(name, labels)] += value if op == "inc" else -value
             getattr(metric.labels(*labels) if labels else metric, op)(value)
 
-    def _refresh_set_gauges(self) -> None:
-        for (name, labels), shares in self._gauge_values.items():
-            metric = getattr(self._metrics, name)
-            (metric.labels(*labels) if labels else metric).set(sum(shares.values()))
+    async def _gather_metrics(self) -> None:
+        """Every front end's records up to now, before a page is rendered: a request a front
+        end has answered is on the page, whichever front end the scrape came through. One that
+        does not answer within a second (stuck, or going) is left out of this page."""
+        waiting = []
+        for front_end in self._front_ends:
+            flush_id = next(self._flush_ids)
+            waiting.append(front_end.flushes.setdefault(
+                flush_id, asyncio.get_running_loop().create_future()))
+            front_end.channel.send(("flush", flush_id))
+        if waiting:
+            await asyncio.wait(waiting, timeout=FLUSH_TIMEOUT_S)
 
     def on_lost(self, front_end: _FrontEnd) -> None:
         self._front_ends.discard(front_end)
@@ -137,8 +150,9 @@ class ModelHost:
         for (name, labels), added in front_end.gauges.items():
             metric = getattr(self._metrics, name)
             (metric.labels(*labels) if labels else metric).dec(added)
-        for shares in self._gauge_values.values():
-            shares.pop(front_end, None)
+        for flushed in front_end.flushes.values():  # a scrape waits for it no more
+            if not flushed.done():
+                flushed.set_result(None)
 
     async def wait_listening(self, count: int) -> None:
         """Until ``count`` connected front ends listen on their ports."""

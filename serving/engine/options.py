@@ -133,10 +133,10 @@ class ServerOptions:
     workers: int = 1
     """Whole engines (each with its own copy of the models) sharing the ports through
     SO_REUSEPORT (not a TF Serving flag)."""
-    frontend_processes: int = 1
+    frontend_processes: int = 0
     """Processes parsing HTTP, JSON and protobuf, sharing the ports through SO_REUSEPORT, over
-    one copy of the models and one batch scheduler; 0: one per CPU; 1: one process does all
-    (not a TF Serving flag)."""
+    one copy of the models and one batch scheduler; 0: one per usable CPU (its affinity and
+    cgroup quota), 1: one process does all (not a TF Serving flag)."""
 
     # tensorflow_model_server flags accepted so that its command lines run unchanged, without
     # effect in the embedded engine (set to anything but the default, each logs one warning).

@@ -34,6 +34,7 @@ class ModelProcess:
     def __init__(self):
         self.channel = FrameChannel(self._on_frame, self._on_lost)
         self.records = MetricRecords(self.channel)
+        self.metrics = RemoteMetrics(self.records)
         self._calls: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self.health = RemoteHealth()
@@ -73,6 +74,9 @@ class ModelProcess:
                     reply.set_exception(error_from_wire(*value))
         elif kind == "health":
             self.health.not_alive_reason, self.health.not_ready_reason = frame[1:]
+        elif kind == "flush":  # a scrape: this process's records so far, then the answer
+            self.records.send()
+            self.channel.send(("flushed", frame[1]))
         elif kind == "settings":
             self.settings, self.front_end_count = frame[1:]
             self.got_settings.set()
@@ -90,7 +94,7 @@ class RemoteService:
 
     def __init__(self, model_process: ModelProcess):
         self._call = model_process.call
-        self.metrics = RemoteMetrics(model_process.records)
+        self.metrics = model_process.metrics
 
     async def predict(self, call: PredictCall):
         return await self._call("predict", call)
@@ -166,8 +170,6 @@ class _Recorder:
     def observe(self, value: float) -> None:
         self._out.add((self._name, self._labels, "observe", value))
 
-    def set(self, value: float) -> None:
-        self._out.add((self._name, self._labels, "set", value))
 
 
 class MetricRecords:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 import grpc
 
 from serving.engine import memory
+from serving.engine.ledger import Ledger
 from serving.engine.metrics import Metrics
 from serving.errors import ServingError
 
@@ -61,35 +63,51 @@ def budget_bytes(configured: int) -> int:
 class RequestMemory:
     """Reservations of memory by the requests in flight, against one budget (0: no limit).
 
-    Called from the event loop only; the trim runs on its own thread.
+    Called from the event loop only; the trim runs on its own thread. With a ``ledger`` the
+    budget is shared with the server's other processes (``--frontend_processes``); ``in_use``
+    is this process's part.
     """
 
-    def __init__(self, budget: int, metrics: Metrics):
+    def __init__(self, budget: int, metrics: Metrics, ledger: Ledger | None = None):
         self.budget = budget
         self._metrics = metrics
+        self._ledger = ledger
         self.in_use = 0
         self._peak_since_trim = 0
         self._trimming = threading.Lock()
-        metrics.refreshers.append(lambda: metrics.request_memory.set(self.in_use))
+        if ledger is None or ledger.created:  # the ledger's creator reports every process's
+            metrics.refreshers.append(lambda: metrics.request_memory.set(
+                self.in_use if ledger is None else ledger.total()))
 
     @contextmanager
     def reserve(self, nbytes: int) -> Iterator[None]:
         """Hold ``nbytes`` for the body of the ``with``; RESOURCE_EXHAUSTED if over budget."""
-        if self.budget and self.in_use + nbytes > self.budget:
+        refused_at = self._take(nbytes)
+        if refused_at is not None:
             self._metrics.request_memory_refused.inc()
             raise ServingError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"The request needs {nbytes} bytes of memory; the server's budget for requests "
-                f"in flight ({self.budget} bytes, {self.in_use} in use) cannot hold it now")
+                f"in flight ({self.budget} bytes, {refused_at} in use) cannot hold it now")
         self.in_use += nbytes
         self._peak_since_trim = max(self._peak_since_trim, self.in_use)
         try:
             yield
         finally:
             self.in_use -= nbytes
+            if self._ledger is not None:
+                self._ledger.subtract(nbytes)
             if self.in_use == 0 and self._peak_since_trim >= TRIM_AFTER_BYTES:
                 self._peak_since_trim = 0
                 self._trim_soon()
+
+    def _take(self, nbytes: int) -> int | None:
+        """Held: None; refused: the bytes in use that refused it."""
+        if self._ledger is not None:
+            return self._ledger.try_add(nbytes, self.budget or sys.maxsize)
+        if self.budget and self.in_use + nbytes > self.budget:
+            return self.in_use
+        return None
 
     def _trim_soon(self) -> None:
         if self._trimming.acquire(blocking=False):

@@ -25,6 +25,7 @@ import uvloop
 from serving.engine import memory
 from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
+from serving.engine.cpus import usable_cpus
 from serving.engine.front_ends import HEALTH_INTERVAL_S, FrontEnds, FrontEndSettings, Listeners
 from serving.engine.frontend_processes import FrontEndProcesses, FrontEndStartError
 from serving.engine.health import Health
@@ -34,7 +35,6 @@ from serving.engine.metrics import Metrics
 from serving.engine.model_host import ModelHost
 from serving.engine.options import ServerOptions
 from serving.engine.reloads import ReloadGate
-from serving.engine.request_memory import budget_bytes
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
@@ -63,7 +63,7 @@ class EngineServer:
         self.options = options = settings.options
         self.model_config = settings.model_config
         self.metrics = Metrics()
-        self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1),
+        self.executor = ThreadPoolExecutor(max_workers=max(4, usable_cpus()),
                                            thread_name_prefix="model")
         self.runs = ModelRuns(self.metrics)
         self.batcher = BatchScheduler(settings.batching, self.metrics, self.runs) \
@@ -90,15 +90,15 @@ class EngineServer:
         self.engine_health = Health(self.service.ready, self.watchdog)
         count = frontend_process_count(options.frontend_processes)
         front_end_settings = FrontEndSettings(options, settings.metrics_path, settings.ssl)
-        self.front_ends = FrontEnds(
-            front_end_settings, self.service, self.engine_health, self.reloads, self.metrics,
-            Listeners(shared_ports=count == 1, private=True),
-            budget_bytes(options.request_memory_budget_bytes))
         self.frontend_processes = None
         if count > 1:
             host = ModelHost(front_end_settings, self.service, self.engine_health, self.reloads,
                              self.metrics, count)
             self.frontend_processes = FrontEndProcesses(count, host)
+        self.front_ends = FrontEnds(
+            front_end_settings, self.service, self.engine_health, self.reloads, self.metrics,
+            Listeners(shared_ports=count == 1, private=True),
+            ledger=self.frontend_processes.ledger if self.frontend_processes else None)
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
         self._initial: asyncio.Task | None = None
@@ -137,6 +137,7 @@ class EngineServer:
         status = await self._initial_load()
         if status == 0:
             await self.stopping.wait()
+        self.stopping.set()  # a failed start stops too
         if pushing:
             await pushing
         await self._shutdown()
@@ -205,7 +206,7 @@ class EngineServer:
 
 def frontend_process_count(flag: int) -> int:
     """``--frontend_processes``: 0 is one per CPU this process may run on."""
-    return flag if flag > 0 else len(os.sched_getaffinity(0))
+    return flag if flag > 0 else usable_cpus()
 
 
 def _raise_open_file_limit() -> None:

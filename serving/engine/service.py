@@ -249,6 +249,8 @@ class PredictionService:
 
     async def metrics_page(self) -> bytes:
         """The Prometheus page (served on the REST port or the admin address)."""
+        for gather in self.metrics.gatherers:
+            await gather()
         return self.metrics.render()
 
     def ready(self) -> bool:

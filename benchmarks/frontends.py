@@ -1,0 +1,138 @@
+"""``--frontend_processes``: one process against one per core, measured side by side.
+
+    python -m benchmarks.frontends --model digits_mlp --levels 1,8,32,64 --duration 8
+
+Exports the model once, starts one engine per front-end count (batching 64, timeout 0, one
+batch thread per core), all up at once, and the no-op servers of :mod:`benchmarks.noop_server`
+as the ceiling of a Python front end; then, level by level, drives each with wrk (REST) and
+h2load (gRPC) in turn, so that drift on a shared machine falls on every server alike. Prints
+throughput, latency, the server's CPU per request (every process of its tree), its cores and
+the machine's busy share, the ratio of each count to one process, and writes
+``<out>/frontends-<model>.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import external
+from benchmarks.plotting import pyplot
+from benchmarks.run import machine, payloads, start_engine
+from servectl.engine_process import free_port
+from servectl.table import format_table
+from serving.engine.cpus import usable_cpus
+
+MAX_BATCH = 64
+
+
+def export(model: str, base: Path) -> dict:
+    """The model's versions under ``base`` and one test example."""
+    from export import pipeline, sources
+
+    source = sources.resolve(model, progress=False)
+    pipeline.export_model(source, base, progress=False)
+    return {k: v[:1] for k, v in source.data.x_test.items()}
+
+
+def start_noop() -> tuple[subprocess.Popen, int, int]:
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
+                                str(rest_port)], stdout=subprocess.PIPE, text=True)
+    process.stdout.readline()  # "ready"
+    return process, grpc_port, rest_port
+
+
+def measure(servers: dict[str, tuple[int, str, str]], model: str, grpc_body: bytes,
+            rest_body: bytes, levels: list[int], duration: float) -> list[dict]:
+    """``servers``: name -> (pid, gRPC address, REST base URL); one row per server, protocol
+    and level."""
+    rows = []
+    for level in levels:
+        for name, (pid, grpc_address, rest_url) in servers.items():
+            for protocol in ("REST", "gRPC"):
+                measured = (external.wrk(f"{rest_url}/v1/models/{model}:predict", rest_body,
+                                         level, duration, pid) if protocol == "REST" else
+                            external.h2load(grpc_address, grpc_body, level, duration, pid))
+                row = {"server": name, "protocol": protocol, **measured.row()}
+                print(f"  {name:<16} {protocol:<4} c={level:<3} {row['throughput']:8.1f} req/s"
+                      f"  {row['server_cpu_us_per_request']:7.1f} µs CPU/request  "
+                      f"cores {row['server_cores']:.2f}  busy {row['machine_busy']:.0%}",
+                      file=sys.stderr, flush=True)
+                rows.append(row)
+    return rows
+
+
+def report(rows: list[dict], baseline: str) -> str:
+    """One line per row, with its throughput over the baseline server's at the same point."""
+    base = {(r["protocol"], r["concurrency"]): r["throughput"] for r in rows
+            if r["server"] == baseline}
+    table = [[r["server"], r["protocol"], r["concurrency"], f"{r['throughput']:,.0f}",
+              f"{r.get('p50_ms', r.get('mean_ms')):.2f}", f"{r['server_cpu_us_per_request']:.0f}",
+              f"{r['server_cores']:.2f}", f"{r['machine_busy']:.0%}",
+              f"{r['throughput'] / base[(r['protocol'], r['concurrency'])]:.2f}x", r["errors"]]
+             for r in sorted(rows, key=lambda r: (r["protocol"], r["concurrency"]))]
+    return format_table(["server", "protocol", "c", "req/s", "p50|mean ms", "CPU µs/req",
+                         "cores", "busy", f"vs {baseline}", "errors"], table)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for protocol, ax in zip(("REST", "gRPC"), axes, strict=True):
+        for server in dict.fromkeys(r["server"] for r in rows):
+            points = [r for r in rows if r["server"] == server and r["protocol"] == protocol]
+            ax.plot([r["concurrency"] for r in points], [r["throughput"] for r in points],
+                    marker="o", label=server)
+        ax.set(title=protocol, xlabel="concurrent connections", ylabel="requests/s",
+               xscale="log", ylim=(0, None))
+        ax.legend()
+    figure.suptitle("--frontend_processes: throughput by front-end count (one machine)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="digits_mlp")
+    parser.add_argument("--counts", default=f"1,{usable_cpus()}",
+                        help="front-end process counts to compare (default: 1 and one per CPU)")
+    parser.add_argument("--levels", default="1,8,32,64")
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    external.require_tools()
+    counts = sorted({int(x) for x in args.counts.split(",")})
+    levels = [int(x) for x in args.levels.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        grpc_body, rest_body = payloads(args.model, export(args.model, base))
+        engines = {f"frontends={n}": start_engine(base, args.model, True, MAX_BATCH,
+                                                  frontend_processes=n) for n in counts}
+        noop, noop_grpc, noop_rest = start_noop()
+        try:
+            servers = {name: (e.process.pid, f"127.0.0.1:{e.grpc_port}", e.rest_url)
+                       for name, e in engines.items()}
+            servers["no-op (1 process)"] = (noop.pid, f"127.0.0.1:{noop_grpc}",
+                                            f"http://127.0.0.1:{noop_rest}")
+            rows = measure(servers, args.model, grpc_body, rest_body, levels, args.duration)
+        finally:
+            noop.kill()
+            for engine in engines.values():
+                engine.kill()
+    text = report(rows, f"frontends={counts[0]}")
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"frontends-{args.model}.json").write_text(json.dumps(
+        {"machine": machine(), "model": args.model, "max_batch_size": MAX_BATCH,
+         "duration_s": args.duration, "rows": rows}, indent=1))
+    plot(rows, args.out / f"frontends-{args.model}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
