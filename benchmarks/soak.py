@@ -167,11 +167,12 @@ def export_model(base: Path) -> Path:
 
 
 def start_engine(base: Path, model_path: Path) -> EngineProcess:
-    """One embedded engine with batching and the Prometheus page on."""
+    """One embedded engine with batching and the Prometheus page on, in one process: the
+    soak samples the process that serves (its descriptors, threads, CLOSE_WAIT sockets)."""
     (base / "batching.config").write_text(BATCHING)
     (base / "monitoring.config").write_text(MONITORING)
     engine = EngineProcess(f"--model_name={MODEL}", f"--model_base_path={model_path}",
-                           "--engine=embedded", "--enable_batching",
+                           "--engine=embedded", "--frontend_processes=1", "--enable_batching",
                            f"--batching_parameters_file={base / 'batching.config'}",
                            f"--monitoring_config_file={base / 'monitoring.config'}")
     engine.start(timeout=300)

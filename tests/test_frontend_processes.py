@@ -11,6 +11,7 @@ start with one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -257,6 +258,31 @@ def test_sigterm_drains_a_request_in_flight(linear):
     assert answer == [(200, {"outputs": [11.0]})]
     assert linear.process.wait(60) == 0, linear.log()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_each_front_end_holds_its_part_of_the_connection_limit(tmp_path):
+    """``--rest_api_max_connections=4`` over two front ends: each holds 2 (the limit guards
+    each process's descriptors), so whatever the kernel's spread, at most 4 of 8 connections
+    are held and the others are refused at once."""
+    save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
+    server = EngineProcess("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
+                           "--frontend_processes=2", "--rest_api_max_connections=4",
+                           "--rest_api_idle_timeout_seconds=60").start()
+    try:
+        wait_until(lambda: len(front_end_pids(server)) == 2)
+        held = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=60)
+                for _ in range(8)]
+        for s in held:
+            s.sendall(b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\n")
+        refused = 0
+        for s in held:
+            s.settimeout(3)  # a held connection waits for the rest of its headers
+            with contextlib.suppress(TimeoutError):
+                refused += b"--rest_api_max_connections" in s.recv(65536)
+            s.close()
+        assert refused >= 4
+    finally:
+        server.kill()
 
 
 def test_a_port_that_cannot_be_shared_fails_the_start(test_models):

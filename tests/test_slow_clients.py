@@ -27,7 +27,10 @@ PARTIAL_HEADERS = b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\n"
 def start_engine(folder, idle_s: float) -> EngineProcess:
     save_linear(folder / "linear" / "1", a=1.0, b=0.0)
     admin = free_port()
+    # One process: the tests cut that process's open-file limit (front ends split the
+    # connection limit: tests/test_frontend_processes.py).
     engine = EngineProcess("--model_name=linear", f"--model_base_path={folder / 'linear'}",
+                           "--frontend_processes=1",
                            f"--rest_api_idle_timeout_seconds={idle_s}",
                            f"--rest_api_max_connections={MAX_CONNECTIONS}",
                            f"--admin_address=127.0.0.1:{admin}").start(wait=None)

@@ -117,6 +117,8 @@ class ModelHost:
             reply = ("reply", call_id, False, (grpc.StatusCode.INTERNAL.name, "Internal error"))
         finally:
             front_end.calls.pop(call_id, None)
+        if method == "reload":  # every front end hears what it changed before its caller does
+            self.push_health()
         front_end.channel.send(reply)
 
     def _record(self, front_end: _FrontEnd, records: list[tuple]) -> None:
