@@ -54,7 +54,7 @@ class ServerOptions:
     flag)."""
     rest_api_max_connections: int = 0
     """Open REST connections; one more is answered 503 and closed. 0: three quarters of the
-    open-file limit (not a TF Serving flag)."""
+    open-file limit; split between the front-end processes (not a TF Serving flag)."""
     request_memory_budget_bytes: int = 0
     """Memory the requests in flight may reserve for their tensors (a REST body reserves 40x
     its size); past it RESOURCE_EXHAUSTED / 429. 0: a quarter of the memory the process may
