@@ -5,7 +5,10 @@ one-process engine's; the front ends are checked not to hold TensorFlow (one cop
 models); batches merge across connections that land on different front ends; a client that
 hangs up drops its queued work in the model process; a killed front end is restarted while the
 other keeps serving; SIGTERM drains a request in flight; a port that cannot be shared fails the
-start with one line.
+start with one line; each front end holds its part of the connection limit; the default count
+follows the cgroup's CPU quota. The request memory budget shared by all of them, and scrapes
+that see every front end's requests, are tested by tests/test_request_memory.py and
+tests/test_bad_input.py, which run the default (one front end per CPU).
 """
 
 from __future__ import annotations
