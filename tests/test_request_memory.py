@@ -151,3 +151,24 @@ def test_reservations_add_up_against_the_budget():
     assert metrics.request_memory_refused._value.get() == 1
     with pytest.raises(ServingError), memory.reserve(101):
         pass
+
+
+def test_processes_sharing_a_ledger_share_one_budget(tmp_path):
+    """Two slots of one ledger file, opened as two front ends would: what one holds counts
+    against the other; a slot cleared (its process died) gives its bytes back."""
+    from serving.engine.ledger import Ledger
+
+    engine = Ledger.create(tmp_path / "ledger", slots=3, slot=2)
+    first, second = (Ledger(tmp_path / "ledger", slots=3, slot=i) for i in (0, 1))
+    first_memory = RequestMemory(100, Metrics(), first)
+    second_memory = RequestMemory(100, Metrics(), second)
+    with first_memory.reserve(70):
+        with pytest.raises(ServingError) as refused, second_memory.reserve(40):
+            pass
+        assert "70 in use" in refused.value.message
+        with second_memory.reserve(30):
+            assert engine.total() == 100
+    assert engine.total() == 0
+    assert first.try_add(90, 100) is None  # held, then its process dies
+    engine.clear(0)
+    assert second.try_add(100, 100) is None
