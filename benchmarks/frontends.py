@@ -15,36 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import external
+from benchmarks import external, noop_server
 from benchmarks.plotting import pyplot
-from benchmarks.run import machine, payloads, start_engine
-from servectl.engine_process import free_port
+from benchmarks.run import export, machine, payloads, start_engine
 from servectl.table import format_table
 from serving.engine.cpus import usable_cpus
 
 MAX_BATCH = 64
-
-
-def export(model: str, base: Path) -> dict:
-    """The model's versions under ``base`` and one test example."""
-    from export import pipeline, sources
-
-    source = sources.resolve(model, progress=False)
-    pipeline.export_model(source, base, progress=False)
-    return {k: v[:1] for k, v in source.data.x_test.items()}
-
-
-def start_noop() -> tuple[subprocess.Popen, int, int]:
-    grpc_port, rest_port = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
-                                str(rest_port)], stdout=subprocess.PIPE, text=True)
-    process.stdout.readline()  # "ready"
-    return process, grpc_port, rest_port
 
 
 def measure(servers: dict[str, tuple[int, str, str]], model: str, grpc_body: bytes,
@@ -110,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        grpc_body, rest_body = payloads(args.model, export(args.model, base))
+        grpc_body, rest_body = payloads(args.model, export(args.model, base)[1])
         engines = {f"frontends={n}": start_engine(base, args.model, True, MAX_BATCH,
                                                   frontend_processes=n) for n in counts}
-        noop, noop_grpc, noop_rest = start_noop()
+        noop, noop_grpc, noop_rest = noop_server.start()
         try:
             servers = {name: (e.process.pid, f"127.0.0.1:{e.grpc_port}", e.rest_url)
                        for name, e in engines.items()}

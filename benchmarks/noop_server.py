@@ -10,11 +10,14 @@ the machine bounds what any Python front end on it can serve, whatever the model
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 
 import grpc
 import uvloop
 from aiohttp import web
+
+from servectl.engine_process import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 RESPONSE = b""  # an empty PredictResponse
@@ -42,6 +45,15 @@ async def serve(grpc_port: int, rest_port: int) -> None:
     await web.TCPSite(runner, "127.0.0.1", rest_port).start()
     print("ready", flush=True)
     await asyncio.Event().wait()
+
+
+def start() -> tuple[subprocess.Popen, int, int]:
+    """This server in a child process, once it listens: ``(process, gRPC port, REST port)``."""
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
+                                str(rest_port)], stdout=subprocess.PIPE, text=True)
+    process.stdout.readline()  # "ready"
+    return process, grpc_port, rest_port
 
 
 if __name__ == "__main__":

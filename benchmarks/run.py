@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import noop_server
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import LevelResult, Target, run_level
 from benchmarks.plotting import pyplot
@@ -52,6 +53,15 @@ def payloads(model: str, example: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
         request.inputs[name].CopyFrom(codec.ndarray_to_tensor_proto(value))
     rest = json.dumps({"instances": [{k: v[0].tolist() for k, v in example.items()}]})
     return request.SerializeToString(), rest.encode()
+
+
+def export(model: str, base: Path):
+    """Export the zoo model's versions under ``base``: its source and one test example."""
+    from export import pipeline, sources
+
+    source = sources.resolve(model, progress=False)
+    pipeline.export_model(source, base, progress=False)
+    return source, {k: v[:1] for k, v in source.data.x_test.items()}
 
 
 def start_engine(base: Path, model: str, batching: bool, max_batch: int,
@@ -87,11 +97,8 @@ def run_noop(model: str, modes: list[str], grpc_payload: bytes, rest_payload: by
              levels: list[int], duration: float, processes: int
              ) -> dict[str, list[LevelResult]]:
     """The same load against :mod:`benchmarks.noop_server`: the front ends' own ceiling."""
-    grpc_port, rest_port = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_server", str(grpc_port),
-                                str(rest_port)], stdout=subprocess.PIPE, text=True)
+    process, grpc_port, rest_port = noop_server.start()
     try:
-        process.stdout.readline()  # "ready"
         found = {}
         if "noop-grpc" in modes:
             found["noop-grpc"] = sweep(Target("grpc", f"127.0.0.1:{grpc_port}", grpc_payload),
@@ -217,16 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export import pipeline, sources
-
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        source = sources.resolve(args.model, progress=False)
-        pipeline.export_model(source, base, progress=False)
+        source, example = export(args.model, base)
         keras_file = base / f"{args.model}.keras"
         source.model.save(keras_file)
-        example = {k: v[:1] for k, v in source.data.x_test.items()}
         limit = in_process_limit(base / args.model / "1", example)
         print(f"in-process: {limit}", file=sys.stderr)
         found = run_modes(args.model, base, keras_file, example, args.modes.split(","),

@@ -136,12 +136,12 @@ class ModelHost:
         """Every front end's records up to now, before a page is rendered: a request a front
         end has answered is on the page, whichever front end the scrape came through. One that
         does not answer within a second (stuck, or going) is left out of this page."""
-        waiting = []
+        loop, waiting = asyncio.get_running_loop(), []
         for front_end in self._front_ends:
             flush_id = next(self._flush_ids)
-            waiting.append(front_end.flushes.setdefault(
-                flush_id, asyncio.get_running_loop().create_future()))
+            front_end.flushes[flush_id] = flushed = loop.create_future()
             front_end.channel.send(("flush", flush_id))
+            waiting.append(flushed)
         if waiting:
             await asyncio.wait(waiting, timeout=FLUSH_TIMEOUT_S)
 

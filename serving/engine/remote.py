@@ -173,8 +173,9 @@ class _Recorder:
 
 
 class MetricRecords:
-    """Metric records of one turn of the loop, sent as one frame (at the end of the turn, or
-    before a call that may read them: a scrape counts itself in flight, as in one process)."""
+    """Metric records of one turn of the loop, sent as one frame: at the end of the turn, or
+    before a call, so that the model process applies them first (a request is in flight
+    before it runs, as in one process)."""
 
     def __init__(self, channel: FrameChannel):
         self._channel = channel
