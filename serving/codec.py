@@ -30,6 +30,7 @@ from serving.codec_dtypes import BY_ENUM, BY_NAME, BY_NUMPY, TFDType, dtype_of_a
 from serving.codec_json import (
     PredictJsonRequest,
     bind_inputs,
+    decode_dense_predict_json,
     decode_predict_document,
     decode_predict_json,
     parse_predict_json,
@@ -48,6 +49,7 @@ __all__ = [
     "bind_inputs",
     "coerce_to_dtype",
     "declared_nbytes",
+    "decode_dense_predict_json",
     "decode_predict_document",
     "decode_predict_json",
     "dtype_of_array",

@@ -38,6 +38,9 @@ def decode_predict(body: bytes) -> tuple[str, PredictJsonRequest | ServingError]
     """A predict body's signature name and its tensors, or the error decoding them gave:
     the caller checks the signature first, as TensorFlow Serving looks it up before reading
     the tensors. A body that is not a JSON object raises."""
+    request = codec.decode_dense_predict_json(body)
+    if request is not None:
+        return request.signature_name or "", request
     document = codec.parse_predict_json(body)
     try:
         return document.get("signature_name") or "", codec.decode_predict_document(document)
