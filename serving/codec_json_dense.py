@@ -1,7 +1,7 @@
 """Large numeric arrays in a JSON body -> numpy directly, without a Python object per number.
 
 An image as JSON is 150,528 numbers: orjson makes a Python float of each and numpy then
-reads them back, about 30 ms. `parse_dense_object` cuts out each large array of numbers
+reads them back, about 25 ms. `parse_dense_object` cuts out each large array of numbers
 that is the value of a key, has simdjson parse it straight into a buffer of doubles or
 integers, checks that it is dense (every row the same length, found by comparing the
 brackets and commas with those of its shape), and parses the small rest with orjson.
@@ -48,7 +48,9 @@ def _parse(text: bytes) -> Any:
         parser = _parsers.parser = simdjson.Parser()
     try:
         return parser.parse(text)
-    except RuntimeError:  # a document of the last parse is still referenced: a new parser
+    except RuntimeError:
+        # A document of the last parse is still referenced (a new parser then parses), or
+        # the text nests too deep (the new parser raises it again, for the caller).
         _parsers.parser = simdjson.Parser()
         return _parsers.parser.parse(text)
 
