@@ -80,7 +80,8 @@ class ServingModule(tf.Module):
         self.model = model
         self._specs = input_specs(model)
         self._features = example_feature_spec(self._specs)
-        self._class_names = tf.constant(list(class_names) or [""], tf.string)
+        self._class_names = tf.constant(list(class_names), tf.string) if class_names else None
+        """None: the classes are the score indices ("0", "1", ...), as many as the scores."""
         self._classifier = classifier_head(heads)
         self._regressor = regressor_head(heads)
 
@@ -114,7 +115,9 @@ class ServingModule(tf.Module):
         scores = self._parse(serialized)[self._classifier.output]
         if self._classifier.kind == "binary":
             scores = tf.concat([1.0 - scores, scores], axis=-1)
-        classes = tf.tile(self._class_names[tf.newaxis, :], [tf.shape(scores)[0], 1])
+        names = self._class_names if self._class_names is not None else \
+            tf.strings.as_string(tf.range(tf.shape(scores)[1]))
+        classes = tf.tile(names[tf.newaxis, :], [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
     def _regress(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -57,6 +57,19 @@ def test_classifier_signatures_follow_tf_serving_classify_contract(exported):
                                                   "scores: float32 [?, 10]"]
 
 
+def test_classes_without_class_names_are_the_score_indices(exported):
+    """A classifier whose data names no classes (MobileNetV2's random images) answers the
+    indices as classes, one per score: a single empty name failed TF Serving's check that
+    classes and scores have the same width, so its Classify warmup failed the load."""
+    path = exported[1]["mobilenet_v2"].path
+    record = next(r for r in warmup.read_warmup(path) if r.HasField("classify_log"))
+    examples = record.classify_log.request.input.example_list.examples
+    out = run_signature(load_as_served(path), "classify",
+                        {"inputs": np.array([e.SerializeToString() for e in examples])})
+    assert out["classes"].shape == out["scores"].shape == (len(examples), 1000)
+    assert out["classes"][0, [0, 1, 999]].tolist() == [b"0", b"1", b"999"]
+
+
 def test_regressor_signature_follows_tf_serving_regress_contract(exported):
     sigs = _signatures(exported[1]["diabetes_mlp"].path)
     assert sigs["regress"].method == "tensorflow/serving/regress"
