@@ -8,7 +8,8 @@ as the ceiling of a Python front end; then, level by level, drives each with wrk
 h2load (gRPC) in turn, so that drift on a shared machine falls on every server alike. Prints
 throughput, latency, the server's CPU per request (every process of its tree), its cores and
 the machine's busy share, the ratio of each count to one process, and writes
-``<out>/frontends-<model>.json`` and ``.png``.
+``<out>/frontends-<model>.json`` and ``.png``. ``--unbatched`` adds the first count with batching
+off: what batching costs a lone request (c = 1) and what it buys under load.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="digits_mlp")
     parser.add_argument("--counts", default=f"1,{usable_cpus()}",
                         help="front-end process counts to compare (default: 1 and one per CPU)")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="also the first count without batching (the latency tax at c = 1)")
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -94,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         grpc_body, rest_body = payloads(args.model, export(args.model, base)[1])
         engines = {f"frontends={n}": start_engine(base, args.model, True, MAX_BATCH,
                                                   frontend_processes=n) for n in counts}
+        if args.unbatched:
+            engines[f"frontends={counts[0]}, no batching"] = start_engine(
+                base, args.model, False, MAX_BATCH, frontend_processes=counts[0])
         noop, noop_grpc, noop_rest = noop_server.start()
         try:
             servers = {name: (e.process.pid, f"127.0.0.1:{e.grpc_port}", e.rest_url)
