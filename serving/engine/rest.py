@@ -248,7 +248,8 @@ class RestApi:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
 
     async def _predict(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
-        signature_name, request = await self._decoders.decode(body_decoders.decode_predict, body)
+        signature_name, request = await self._decoders.decode(
+            body_decoders.decode_predict, body, body_decoders.decode_dense_predict)
         spec = ModelSpec(*spec_args, signature_name=signature_name)
         if isinstance(request, ServingError):
             # TensorFlow Serving looks the model and signature up before reading the tensors:
