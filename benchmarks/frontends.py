@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import external, noop_server
+from benchmarks.inprocess import in_process_limit
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
 from servectl.table import format_table
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="front-end process counts to compare (default: 1 and one per CPU)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also the first count without batching (the latency tax at c = 1)")
+    parser.add_argument("--in-process-limit", action="store_true",
+                        help="also the signature called directly, no server (examples/s)")
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -94,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        grpc_body, rest_body = payloads(args.model, export(args.model, base)[1])
+        example = export(args.model, base)[1]
+        grpc_body, rest_body = payloads(args.model, example)
+        limit = in_process_limit(base / args.model / "1", example) if args.in_process_limit \
+            else None
+        if limit:
+            print(f"in-process limit: {limit['best_examples_per_s']:,.1f} examples/s",
+                  file=sys.stderr, flush=True)
         engines = {f"frontends={n}": start_engine(base, args.model, True, MAX_BATCH,
                                                   frontend_processes=n) for n in counts}
         if args.unbatched:
@@ -113,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                 engine.kill()
     text = report(rows, f"frontends={counts[0]}")
     print(text)
+    if limit:
+        print(f"in-process limit: {limit['best_examples_per_s']:,.1f} examples/s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"frontends-{args.model}.json").write_text(json.dumps(
         {"machine": machine(), "model": args.model, "max_batch_size": MAX_BATCH,
-         "duration_s": args.duration, "rows": rows}, indent=1))
+         "duration_s": args.duration, "in_process": limit, "rows": rows}, indent=1))
     plot(rows, args.out / f"frontends-{args.model}.png")
     return 0
 

@@ -204,8 +204,17 @@ def plot(record: dict, path: Path) -> None:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, " \
-           f"Python {platform.python_version()}"
+    """What the figures were measured on: machines of one kind differ in CPU (and in its
+    vector units, which TensorFlow's kernels and simdjson pick at run time)."""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}), " \
+           f"{platform.platform()}, Python {platform.python_version()}"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
