@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import external
@@ -60,14 +61,28 @@ def py_spy() -> str:
     return found
 
 
-def start_recording(pid: int, seconds: float, out: Path, native: bool) -> subprocess.Popen:
-    """py-spy sampling ``pid`` and its children for ``seconds`` into ``out``."""
-    return subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--subprocesses",
-                             "--format", "raw", "--rate", str(SAMPLES_PER_S),
-                             # native stacks need the process paused while it is sampled
-                             *(["--native"] if native else ["--nonblocking"]),
-                             "--duration", str(int(seconds)), "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def profile_under_load(pid: int, drive: Callable[[float], external.Measured], seconds: float,
+                       stacks: Path) -> tuple[external.Measured, list[list[str]], list[list[str]]]:
+    """Sample ``pid`` and its children with py-spy while ``drive(seconds)`` loads them; the
+    load measured, and the top functions by total and by self as table rows (µs CPU a
+    request: each function's share of the samples times the measured CPU per request).
+
+    Python frames only: py-spy's ``--native`` mode counts threads waiting on a lock as busy.
+    """
+    recorder = subprocess.Popen([py_spy(), "record", "--pid", str(pid), "--subprocesses",
+                                 "--format", "raw", "--rate", str(SAMPLES_PER_S),
+                                 "--nonblocking", "--duration", str(int(seconds)),
+                                 "--output", str(stacks)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    measured = drive(seconds + 1)  # outlasts the recording
+    if recorder.wait() != 0:
+        raise SystemExit(f"py-spy failed: {recorder.stderr.read().strip()}")
+    own, total, samples = collapsed_totals(stacks.read_text().splitlines())
+    request_us_per_sample = measured.cpu_us_per_request / max(samples, 1)
+    by_total = [[name, f"{own[name] * request_us_per_sample:.1f}",
+                 f"{count * request_us_per_sample:.1f}"] for name, count in total.most_common()]
+    by_self = [[name, f"{count * request_us_per_sample:.1f}"] for name, count in own.most_common()]
+    return measured, by_total, by_self
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--frontend-processes", type=int, default=1)
     parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--native", action="store_true",
-                        help="sample C frames too (the event loop, gRPC's core, TensorFlow)")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -92,31 +105,25 @@ def main(argv: list[str] | None = None) -> int:
         grpc_body, rest_body = payloads(args.model, export(args.model, base)[1])
         engine = start_engine(base, args.model, args.batching, 64,
                               frontend_processes=args.frontend_processes)
+        pid = engine.process.pid
+
+        def drive(seconds: float) -> external.Measured:
+            if args.protocol == "rest":
+                return external.wrk(f"{engine.rest_url}/v1/models/{args.model}:predict",
+                                    rest_body, args.concurrency, seconds, pid)
+            return external.h2load(f"127.0.0.1:{engine.grpc_port}", grpc_body,
+                                   args.concurrency, seconds, pid)
         try:
-            pid = engine.process.pid
-            # warm up, then sample while the load runs (the recorder starts first)
-            drive = (lambda s: external.wrk(f"{engine.rest_url}/v1/models/{args.model}:predict",
-                                            rest_body, args.concurrency, s, pid)) \
-                if args.protocol == "rest" else \
-                (lambda s: external.h2load(f"127.0.0.1:{engine.grpc_port}", grpc_body,
-                                           args.concurrency, s, pid))
-            drive(2)
-            recorder = start_recording(pid, args.duration, stacks, args.native)
-            measured = drive(args.duration + 1)
-            if recorder.wait() != 0:
-                raise SystemExit(f"py-spy failed: {recorder.stderr.read().strip()}")
+            drive(2)  # warm up
+            measured, by_total, by_self = profile_under_load(pid, drive, args.duration, stacks)
         finally:
             engine.kill()
-    own, total, samples = collapsed_totals(stacks.read_text().splitlines())
-    us_per_sample = measured.cpu_us_per_request / max(samples, 1)
-    rows = [[name, f"{own[name] * us_per_sample:.1f}", f"{total[name] * us_per_sample:.1f}"]
-            for name, _ in total.most_common(args.top)]
     print(f"{args.model} {args.protocol} c={args.concurrency}: "
-          f"{measured.throughput:,.0f} req/s, {measured.cpu_us_per_request:.0f} µs CPU/request, "
-          f"{samples} samples; stacks in {stacks}")
-    print(format_table(["function (by total)", "self µs/req", "total µs/req"], rows))
-    rows = [[name, f"{n * us_per_sample:.1f}"] for name, n in own.most_common(args.top)]
-    print(format_table(["function (by self)", "self µs/req"], rows))
+          f"{measured.throughput:,.0f} req/s, {measured.cpu_us_per_request:.0f} µs CPU/request; "
+          f"stacks in {stacks}")
+    print(format_table(["function (by total)", "self µs/req", "total µs/req"],
+                       by_total[:args.top]))
+    print(format_table(["function (by self)", "self µs/req"], by_self[:args.top]))
     return 0
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks import external
+from benchmarks import external, profile
 from servectl.engine_process import free_port
 
 
@@ -42,3 +42,19 @@ def test_h2load_measures_the_server(noop_server) -> None:
     assert 0 < measured.latency_ms["mean"] <= measured.latency_ms["max"]
     assert measured.server_cpu_s > 0
     assert set(measured.row()) >= {"throughput", "server_cpu_us_per_request", "machine_busy"}
+
+
+def test_profile_attributes_the_servers_cpu_to_its_handler(noop_server, tmp_path) -> None:
+    """benchmarks/profile.py: py-spy samples the no-op server while wrk drives it; its REST
+    handler shows among the functions, and no function costs more than all of the CPU."""
+    pid, _, rest_port = noop_server
+
+    def drive(seconds: float) -> external.Measured:
+        return external.wrk(f"http://127.0.0.1:{rest_port}/v1/models/m:predict", b"{}", 4,
+                            seconds, pid)
+    measured, by_total, by_self = profile.profile_under_load(pid, drive, 2, tmp_path / "s.txt")
+    assert measured.requests > 0
+    names = [row[0] for row in by_total]
+    assert "serve.<locals>.rest (noop_server.py)" in names
+    assert max(float(row[2]) for row in by_total) <= measured.cpu_us_per_request + 0.1
+    assert {row[0] for row in by_self} <= set(names)
