@@ -209,6 +209,27 @@ def test_reload_config_over_grpc_only(engine):
     assert raised.value.code == INVALID and "absolute" in raised.value.message
 
 
+def test_list_models_over_rest_with_labels(replicas):
+    with RestClient(replicas[0].rest_url) as rest:
+        listings = {m.name: m for m in rest.list_models()}
+    assert sorted(listings) == sorted([HPT, "linear"])
+    assert listings[HPT].labels == {"stable": 1}
+    assert listings[HPT].versions == [ModelVersionStatus(1, "AVAILABLE")]
+    assert listings["linear"].labels == {}
+    with pytest.raises(ServingClientError) as raised, GrpcClient(replicas[0].grpc_target) as g:
+        g.list_models()
+    assert raised.value.code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_servectl_predict_list(replicas):
+    result = run_servectl("predict", "--list", "--rest", replicas[0].rest_url)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert [HPT, "1", "AVAILABLE", "stable"] in rows and ["linear", "1", "AVAILABLE"] in rows
+    refused = run_servectl("predict", "--list", "--grpc", replicas[0].grpc_target)
+    assert refused.returncode == 2 and "--list needs --rest" in refused.stderr
+
+
 def test_rest_client_does_not_import_tensorflow():
     code = ("import sys, serving.client.rest; from serving.client import RestClient; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")

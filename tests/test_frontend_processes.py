@@ -94,6 +94,7 @@ CASES = [
     ("GET", "/v1/models/half_plus_two", None),
     ("GET", "/v1/models/half_plus_two/metadata", None),
     ("GET", "/v1/models/missing", None),
+    ("GET", "/v1/models", None),
 ]
 
 

@@ -88,7 +88,8 @@ STATUS_CASES = [
      "Could not find any versions of model nope"),
     ("status_unknown_version", f"GET {HPT}/versions/99", None, 404,
      "Could not find version 99 of model half_plus_two"),
-    ("list_models", "GET /v1/models", None, 400, "Missing model name in request."),
+    ("list_with_version_no_name", "GET /v1/models/versions/1", None, 404,
+     "Could not find any versions of model versions"),
     ("status_version_overflow", f"GET {HPT}/versions/9223372036854775808", None, 400,
      "Failed to convert version: 9223372036854775808 to numeric."),
     ("metadata_unknown_model", "GET /v1/models/nope/metadata", None, 404,
@@ -377,6 +378,15 @@ def test_regress_int_feature_fails_in_tensorflow(engine):
                         {"signature_name": REGRESS, "examples": [{"x": 2}]})
     assert status == 400
     assert "Data types don't match. Data type: int64 but expected type: float" in got["error"]
+
+
+def test_model_list(engine, test_models):
+    """Beyond TensorFlow Serving (which answers 400 "Missing model name in request."): every
+    configured model in config order, each in the shape of its status response."""
+    status, doc = _json(engine, "GET /v1/models")
+    assert status == 200 and [m["name"] for m in doc["models"]] == list(test_models)
+    entry = next(m for m in doc["models"] if m["name"] == "half_plus_two")
+    assert entry == {"name": "half_plus_two", **AVAILABLE_V1, "version_labels": {}}
 
 
 @pytest.mark.parametrize("path", ["/v2/models/half_plus_two:predict", "/", "/v1"])

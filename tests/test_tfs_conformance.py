@@ -631,7 +631,6 @@ HANDLER_ERRORS = [  # (test, request line, body, HTTP status, part of the error 
     *(("UnsupportedApiCalls", line, "", 400, part) for line, part in [
         ("GET /v1/foo", "Malformed request"),
         ("POST /v1/foo", "Malformed request"),
-        ("GET /v1/models", "Missing model name"),
         ("GET /v1/models/debug/model_name", "Malformed request"),
         ("POST /v1/models", "Malformed request"),
         ("GET /v1/models/foo:predict", "Malformed request"),

@@ -29,6 +29,7 @@ EXAMPLE = """examples:
   servectl predict digits_cnn --rest http://localhost:8501 --npy images=batch.npy
   servectl predict digits_cnn --grpc localhost:8500 --image digit.png --output-filter probabilities
   servectl predict wide_deep --rest http://localhost:8501 --json-file request.json
+  servectl predict --list --rest http://localhost:8501
 
 --json / --json-file take {"input": value, ...}, a bare value for a single-input signature, or a
 TensorFlow Serving request body ({"instances": [...]} or {"inputs": ...}); values are typed by the
@@ -61,7 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="send one Predict request and print the outputs",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="model name")
+    p.add_argument("model", nargs="?", help="model name")
+    p.add_argument("--list", action="store_true",
+                   help="list the server's models, versions, states and labels instead "
+                        "(REST, the embedded engine's GET /v1/models)")
     server = p.add_mutually_exclusive_group(required=True)
     server.add_argument("--rest", metavar="URL", help="REST API, e.g. http://localhost:8501")
     server.add_argument("--grpc", metavar="HOST:PORT", help="gRPC API, e.g. localhost:8500")
@@ -82,6 +86,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_sources(args: argparse.Namespace) -> None:
+    if args.list:
+        if args.grpc:
+            raise UsageError("--list needs --rest: TensorFlow Serving's gRPC API has no model "
+                             "list")
+        return
+    if not args.model:
+        raise UsageError("give a model name, or --list")
     json_sources = (args.json is not None) + (args.json_file is not None)
     if json_sources > 1 or (json_sources and (args.npy or args.image)):
         raise UsageError("give the inputs one way: --json, --json-file, or --npy/--image")
@@ -226,13 +237,38 @@ def _predict(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def format_models(listings: list) -> str:
+    """One row per version: model, version, state, its labels (and a failed load's error)."""
+    from servectl.table import format_table
+
+    rows = []
+    for model in listings:
+        by_version: dict[int, list[str]] = {}
+        for label, version in sorted(model.labels.items()):
+            by_version.setdefault(version, []).append(label)
+        for status in model.versions or [None]:
+            if status is None:
+                rows.append((model.name, "", "no version found yet", "", ""))
+                continue
+            error = "" if status.error_code == "OK" else \
+                f"{status.error_code}: {status.error_message}"
+            rows.append((model.name, status.version, status.state,
+                         ",".join(by_version.get(status.version, [])), error))
+    return format_table(("model", "version", "state", "labels", "error"), rows)
+
+
+def _list(client: Any) -> int:
+    print(format_models(client.list_models()))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from serving.client.errors import ServingClientError
 
     _check_sources(args)
     try:
         with _client(args) as client:
-            return _predict(args, client)
+            return _list(client) if args.list else _predict(args, client)
     except ServingClientError as e:
         message = str(e).replace("\n", " ")
         if e.code in SERVER_FAULTS:

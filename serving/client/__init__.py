@@ -23,6 +23,7 @@ _EXPORTS = {
     "ServingClientError": "serving.client.errors",
     "RetryPolicy": "serving.client.retry",
     "ClassifyResult": "serving.client.results",
+    "ModelListing": "serving.client.results",
     "ModelMetadata": "serving.client.results",
     "ModelVersionStatus": "serving.client.results",
     "SignatureInfo": "serving.client.results",

@@ -22,7 +22,12 @@ from serving.client.core import (
     VersionOptions,
 )
 from serving.client.queries import Inputs
-from serving.client.results import ClassifyResult, ModelMetadata, ModelVersionStatus
+from serving.client.results import (
+    ClassifyResult,
+    ModelListing,
+    ModelMetadata,
+    ModelVersionStatus,
+)
 from serving.client.retry import call_with_retries, call_with_retries_async
 
 __all__ = ["AsyncApi", "SyncApi"]
@@ -106,6 +111,16 @@ class SyncApi(ClientCore):
         """The signatures of the version that answers (the latest unless one is named)."""
         return self._run(self._metadata, model, **options)
 
+    def list_models(self, **options: Unpack[CallOptions]) -> list[ModelListing]:
+        """Every model the server is configured with, its versions and labels.
+
+        Raises:
+            ServingClientError: UNIMPLEMENTED on gRPC (TensorFlow Serving's API has no list);
+                INVALID_ARGUMENT ("Missing model name in request.") from a TensorFlow
+                Serving binary, whose REST API has none either.
+        """
+        return self._run(self._list_models, **options)
+
     def reload_config(self, config: Any, **options: Unpack[CallOptions]) -> None:
         """Replaces the server's model config (`ModelService/HandleReloadConfigRequest`).
 
@@ -170,6 +185,10 @@ class AsyncApi(ClientCore):
     async def metadata(self, model: str, **options: Unpack[VersionOptions]) -> ModelMetadata:
         """`SyncApi.metadata`, awaited."""
         return await self._run(self._metadata, model, **options)
+
+    async def list_models(self, **options: Unpack[CallOptions]) -> list[ModelListing]:
+        """`SyncApi.list_models`, awaited."""
+        return await self._run(self._list_models, **options)
 
     async def reload_config(self, config: Any, **options: Unpack[CallOptions]) -> None:
         """`SyncApi.reload_config`, awaited."""

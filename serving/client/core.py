@@ -17,7 +17,7 @@ import numpy as np
 
 from serving.client.errors import client_errors
 from serving.client.queries import Inputs, MetadataCache, ModelRef, PredictQuery, examples_body
-from serving.client.results import ModelMetadata, ModelVersionStatus
+from serving.client.results import ModelListing, ModelMetadata, ModelVersionStatus
 from serving.client.retry import Deadline, RetryPolicy
 
 __all__ = ["Call", "CallOptions", "ClientCore", "ExamplesOptions", "Plan", "PredictOptions",
@@ -60,6 +60,7 @@ class Calls(Protocol):
     def status(self, ref: ModelRef) -> Call: ...
     def metadata(self, ref: ModelRef) -> Call: ...
     def reload_config(self, config: Any) -> Call: ...
+    def list_models(self) -> Call: ...
 
 
 class CallOptions(TypedDict, total=False):
@@ -150,6 +151,9 @@ class ClientCore:
 
     def _reload_config(self, config: Any) -> Plan[None]:
         return (yield self._calls.reload_config(config))
+
+    def _list_models(self) -> Plan[list[ModelListing]]:
+        return (yield self._calls.list_models())
 
     def _start(self, plan: Callable[..., Plan[T]], args: tuple, options: dict
                ) -> tuple[Plan[T], Deadline]:

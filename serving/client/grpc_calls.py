@@ -39,6 +39,8 @@ from serving.codec_examples import decode_examples_json
 __all__ = ["GrpcCalls", "RpcRequest", "model_spec"]
 
 SIGNATURE_DEF = "signature_def"
+NO_MODEL_LIST = ("TensorFlow Serving's gRPC API has no model list; use RestClient.list_models "
+                 "(GET /v1/models, the embedded engine's)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,9 @@ class GrpcCalls:
             model_spec=model_spec(ref), metadata_field=[SIGNATURE_DEF])
         return Call(RpcRequest("GetModelMetadata", request),
                     lambda response: _metadata(response, ref.model), ref.model)
+
+    def list_models(self) -> Call:
+        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_MODEL_LIST)
 
     def reload_config(self, config: Any) -> Call:
         request = model_management_pb2.ReloadConfigRequest(config=_server_config(config))

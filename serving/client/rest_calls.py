@@ -32,6 +32,7 @@ from serving.client.results import (
     SignatureInfo,
     classify_result,
     metadata_from_json,
+    models_from_json,
     status_from_json,
 )
 from serving.codec_values import json_to_array
@@ -181,3 +182,7 @@ class RestCalls:
 
     def reload_config(self, config: Any) -> Call:
         raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_RELOAD)
+
+    def list_models(self) -> Call:
+        return Call(HttpRequest("GET", "/v1/models"),
+                    lambda answer: models_from_json(read_json(answer, "")), "")

@@ -19,12 +19,14 @@ from serving.codec_dtypes import resolve
 
 __all__ = [
     "ClassifyResult",
+    "ModelListing",
     "ModelMetadata",
     "ModelVersionStatus",
     "SignatureInfo",
     "TensorSpec",
     "classify_result",
     "metadata_from_json",
+    "models_from_json",
     "status_from_json",
 ]
 
@@ -44,6 +46,21 @@ class ModelVersionStatus:
     state: str
     error_code: str = "OK"
     error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelListing:
+    """One model of the server's model list (`GET /v1/models`, the embedded engine's).
+
+    Attributes:
+        name: the model name.
+        versions: its versions, highest first, as `status` returns them.
+        labels: `{label: version}`.
+    """
+
+    name: str
+    versions: list[ModelVersionStatus]
+    labels: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +162,20 @@ def status_from_json(doc: Mapping[str, Any], model: str) -> list[ModelVersionSta
                 for entry in doc.get("model_version_status", [])]
     except (TypeError, ValueError, AttributeError):
         raise _malformed("model status", model) from None
+
+
+def models_from_json(doc: Mapping[str, Any]) -> list[ModelListing]:
+    """Reads `{"models": [{"name", "model_version_status": [...], "version_labels": {...}}]}`.
+
+    Raises:
+        ServingClientError: DATA_LOSS when the document lacks those fields.
+    """
+    try:
+        return [ModelListing(entry["name"], status_from_json(entry, entry["name"]),
+                             {k: int(v) for k, v in entry.get("version_labels", {}).items()})
+                for entry in doc["models"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _malformed("model list", "") from None
 
 
 def classify_result(rows: Sequence[Sequence[Sequence[Any]]], model: str) -> ClassifyResult:

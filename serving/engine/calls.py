@@ -81,3 +81,12 @@ class VersionStatus:
     error_code: str = "OK"
     error_message: str = ""
 
+
+
+@dataclass
+class ModelListing:
+    """One model of ``GET /v1/models``: its GetModelStatus rows and its version labels."""
+
+    name: str
+    versions: list[VersionStatus]
+    labels: dict[str, int]

@@ -57,8 +57,9 @@ class ModelHost:
             "predict": service.predict, "check_rest_signature": service.check_rest_signature,
             "classify": service.classify, "regress": service.regress,
             "multi_inference": service.multi_inference, "metadata": service.metadata,
-            "status": service.status, "metrics_page": service.metrics_page,
-            "authorize": reloads.authorize, "reload": reloads.reload}
+            "status": service.status, "models": service.models,
+            "metrics_page": service.metrics_page, "authorize": reloads.authorize,
+            "reload": reloads.reload}
         metrics.gatherers.append(self._gather_metrics)
         self._flush_ids = itertools.count()
         self._server: asyncio.AbstractServer | None = None

@@ -117,6 +117,9 @@ class RemoteService:
     async def status(self, name: str, version: int | None = None):
         return await self._call("status", name, version)
 
+    async def models(self):
+        return await self._call("models")
+
     async def metrics_page(self) -> bytes:
         return await self._call("metrics_page")
 

@@ -22,7 +22,14 @@ from tensorflow_serving.apis import (
 )
 
 from serving import codec
-from serving.engine.calls import ClassifyResult, PredictResult, RegressResult, Served, VersionStatus
+from serving.engine.calls import (
+    ClassifyResult,
+    ModelListing,
+    PredictResult,
+    RegressResult,
+    Served,
+    VersionStatus,
+)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -117,6 +124,16 @@ def status_json(response: get_model_status_pb2.GetModelStatusResponse) -> bytes:
     return json_format.MessageToJson(response, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True,
                                      indent=1).encode()
+
+
+def models_json(listings: list[ModelListing]) -> bytes:
+    """``{"models": [{"name", "model_version_status": [...], "version_labels": {...}}]}``:
+    each model in the shape of its status response, plus its name and labels (as
+    ``ModelConfig.version_labels`` spells them)."""
+    models = [{"name": listing.name,
+               **_to_json_dict(status_response(listing.versions)),
+               "version_labels": listing.labels} for listing in listings]
+    return json.dumps({"models": models}, indent=1).encode()
 
 
 def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> bytes:

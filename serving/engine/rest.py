@@ -203,7 +203,9 @@ class RestApi:
                 raise _malformed(request)
             name, version, label, metadata = match.groups()
             if not name:
-                raise invalid_argument("Missing model name in request.")
+                if version or label or metadata:
+                    raise invalid_argument("Missing model name in request.")
+                return responses.models_json(await self._service.models()), None
             spec = ModelSpec(unquote(name), _version(version), label and unquote(label))
             return await (self._metadata(spec) if metadata else self._status(spec)), None
         raise _malformed(request)

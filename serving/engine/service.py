@@ -22,6 +22,7 @@ from serving.engine import inference
 from serving.engine.batcher import BatchScheduler
 from serving.engine.calls import (
     ClassifyResult,
+    ModelListing,
     ModelSpec,
     PredictCall,
     PredictResult,
@@ -242,10 +243,28 @@ class PredictionService:
     async def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Every tracked version of ``name``, highest first (labels are ignored, as in TF)."""
         self._refuse_while_starting()
+        return self._version_status(name, version)
+
+    def _version_status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         return [VersionStatus(r.version, r.state.name,
                               r.error.code.name if r.error else "OK",
                               r.error.message if r.error else "")
                 for r in self._manager.version_status(name, version)]
+
+    async def models(self) -> list[ModelListing]:
+        """Every configured model, in config order, with its versions and labels (beyond
+        TensorFlow Serving, which has no list: its issue #795). A model whose versions the
+        source has not found yet lists none."""
+        self._refuse_while_starting()
+        labels = self._manager.snapshot().labels
+        listings = []
+        for name in self._configured_models():
+            try:
+                versions = self._version_status(name)
+            except ServingError:  # NOT_FOUND: no version of it is tracked yet
+                versions = []
+            listings.append(ModelListing(name, versions, dict(labels.get(name, {}))))
+        return listings
 
     async def metrics_page(self) -> bytes:
         """The Prometheus page (served on the REST port or the admin address)."""
