@@ -48,6 +48,7 @@ def tensorflow_protos_only() -> None:
 
 
 async def serve(socket_path: str, index: int) -> int:
+    from serving.engine import log_format
     from serving.engine.front_ends import FrontEnds, Listeners
     from serving.engine.ledger import Ledger, ledger_path
     from serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
@@ -59,6 +60,7 @@ async def serve(socket_path: str, index: int) -> int:
         await model.got_settings.wait()
     settings, count = model.settings, model.front_end_count
     options = settings.options
+    log_format.configure(options.log_format)
     service = RemoteService(model)
     front_ends = FrontEnds(settings, service, model.health, RemoteReloads(model),
                            service.metrics, Listeners(shared_ports=True, private=False),

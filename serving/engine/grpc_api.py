@@ -34,8 +34,9 @@ from tensorflow_serving.apis import (
 )
 
 from serving import codec
-from serving.engine import responses
+from serving.engine import request_context, responses
 from serving.engine.calls import ModelSpec, PredictCall
+from serving.engine.request_context import REQUEST_ID_KEY
 from serving.engine.request_memory import RequestMemory
 from serving.errors import ServingError, invalid_argument
 
@@ -54,10 +55,30 @@ NOT_A_LIST = ("ServerModelConfig type not supported by HandleReloadConfigRequest
               "ModelConfigList is currently supported")
 
 
+def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for item_key, value in context.invocation_metadata() or ():
+        if item_key == key:
+            return value
+    return None
+
+
+def _request_model(request) -> str:
+    """The model a request names (MultiInference: its first task's), for logs."""
+    if hasattr(request, "model_spec"):
+        return request.model_spec.name
+    tasks = getattr(request, "tasks", None)
+    return tasks[0].model_spec.name if tasks else ""
+
+
 def _abort_on_error(method):
-    """Map ServingError (and bugs, as INTERNAL) onto the gRPC status of the call."""
+    """Map ServingError (and bugs, as INTERNAL) onto the gRPC status of the call; the call's
+    request id (``x-request-id`` metadata, or a new one) is current while it runs and comes back
+    in the trailing metadata, on success and error alike."""
     @functools.wraps(method)
     async def wrapper(self, request, context):
+        current = request_context.begin(_metadata_value(context, REQUEST_ID_KEY),
+                                        _request_model(request))
+        context.set_trailing_metadata(((REQUEST_ID_KEY, current.request_id),))
         try:
             return await method(self, request, context)
         except ServingError as e:

@@ -67,4 +67,5 @@ def _warm_up(servable: Servable, path: Path, iterations: int, metrics: Metrics) 
             metrics.warmup_records.labels(str(path), status).inc(len(records))
     if records:
         log.info("%s version %s: replayed %d warmup records in %.2fs", servable.name,
-                 servable.version, len(records), time.monotonic() - started)
+                 servable.version, len(records), time.monotonic() - started,
+                 extra={"model": servable.name, "version": servable.version})

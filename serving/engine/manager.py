@@ -102,6 +102,11 @@ def not_found(name: str, version: int | None) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {request}")
 
 
+
+def _about(model: str, record: VersionRecord) -> dict:
+    """A log record's model and version (``--log_format=json`` prints them as fields)."""
+    return {"model": model, "version": record.version}
+
 class Manager:
     """Owns every version's lifecycle; see the module docstring for its guarantees."""
 
@@ -315,7 +320,8 @@ class Manager:
             try:
                 self._unload(model, record)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any version
-                log.exception("unload of %s version %s failed", model, record.version)
+                log.exception("unload of %s version %s failed", model, record.version,
+                              extra=_about(model, record))
                 with self._lock:
                     record.servable, record.state = None, State.END
                     record.error = ServingError(grpc.StatusCode.UNKNOWN, f"unload failed: {e}")
@@ -370,10 +376,11 @@ class Manager:
                 self._lock.notify_all()
         if current:
             log.info("loaded %s version %s in %.2fs", model, record.version,
-                     time.monotonic() - started)
+                     time.monotonic() - started, extra=_about(model, record))
         else:  # it timed out, or the manager stopped, meanwhile
             log.warning("dropping %s version %s: its load finished after %.0fs, too late",
-                        model, record.version, time.monotonic() - started)
+                        model, record.version, time.monotonic() - started,
+                        extra=_about(model, record))
             servable.close(0)
 
     def _load_failed(self, model: str, record: VersionRecord, error: ServingError) -> None:
@@ -383,7 +390,7 @@ class Manager:
         record.load = record.load_deadline = None
         record.attempts += 1
         log.warning("loading %s version %s failed (attempt %d): %s", model, record.version,
-                    record.attempts, error.message)
+                    record.attempts, error.message, extra=_about(model, record))
         if record.attempts <= self._load_retries and record.aspired:
             record.retry_at = time.monotonic() + self._retry_interval_s
         else:
@@ -399,7 +406,7 @@ class Manager:
         with self._lock:
             record.state = State.END
         log.info("unloaded %s version %s (memory released in %.3fs)", model, record.version,
-                 time.monotonic() - started)
+                 time.monotonic() - started, extra=_about(model, record))
 
     def _publish(self) -> None:
         """Swap in a new snapshot of what is AVAILABLE (called with the lock held)."""

@@ -18,11 +18,13 @@ from collections import defaultdict
 import grpc
 from prometheus_client import Gauge
 
+from serving.engine import request_context
 from serving.engine.frames import FrameChannel
 from serving.engine.front_ends import FrontEndSettings
 from serving.engine.health import Health
 from serving.engine.metrics import UNKNOWN_MODEL, Metrics
 from serving.engine.reloads import ReloadGate
+from serving.engine.request_context import RequestContext
 from serving.engine.service import PredictionService
 from serving.errors import ServingError
 
@@ -89,9 +91,9 @@ class ModelHost:
     def on_frame(self, front_end: _FrontEnd, frame: tuple) -> None:
         kind = frame[0]
         if kind == "call":
-            _, call_id, method, args = frame
+            _, call_id, method, args, context = frame
             front_end.calls[call_id] = asyncio.create_task(
-                self._serve(front_end, call_id, method, args))
+                self._serve(front_end, call_id, method, args, context))
         elif kind == "cancel":
             task = front_end.calls.get(frame[1])
             if task is not None:
@@ -106,7 +108,9 @@ class ModelHost:
             front_end.listening = True
             self._listening_changed.set()
 
-    async def _serve(self, front_end: _FrontEnd, call_id: int, method: str, args: tuple):
+    async def _serve(self, front_end: _FrontEnd, call_id: int, method: str, args: tuple,
+                     context: RequestContext | None):
+        request_context.current.set(context)  # this task's own copy: the caller's request
         try:
             reply = ("reply", call_id, True, await self._methods[method](*args))
         except ServingError as e:

@@ -14,7 +14,7 @@ import os
 import textwrap
 from dataclasses import dataclass, fields
 
-from serving.engine import model_config
+from serving.engine import log_format, model_config
 
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -128,6 +128,9 @@ class ServerOptions:
     flag)."""
     grace_period_seconds: float = 30.0
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object per line: time, level, logger, message, and model,
+    version and request id where they apply) (not a TF Serving flag)."""
     host: str = "0.0.0.0"
     """Address both front ends bind to (not a TF Serving flag)."""
     workers: int = 1
@@ -240,6 +243,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     if not options.model_config_file and not options.model_base_path:
         raise FlagError("Both server_options.model_base_path and "
                         "server_options.model_config_file are empty!")
+    if options.log_format not in log_format.FORMATS:
+        raise FlagError(f"--log_format must be one of {', '.join(log_format.FORMATS)}; got "
+                        f"{options.log_format!r}")
     if options.rest_api_enable_ssl and not options.ssl_config_file:
         raise FlagError("--rest_api_enable_ssl needs --ssl_config_file")
     if options.port == 0 and not options.grpc_socket_path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from serving.engine.core import ServerCore
 from serving.engine.model_config import ModelServerConfig
 from serving.errors import ServingError
 
+log = logging.getLogger(__name__)
 RUNNING, WAITING = 2, 4
 
 
@@ -47,6 +49,7 @@ class ReloadGate:
                                f"Cannot read --admin_token_file: {e.strerror}") from None
         sent = dict(metadata or ()).get("authorization", "")
         if not token or not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            log.warning("refused a config reload that lacks the admin token")
             raise ServingError(grpc.StatusCode.UNAUTHENTICATED,
                                "HandleReloadConfigRequest needs metadata 'authorization: "
                                "Bearer <token>' with the token of --admin_token_file")
@@ -58,11 +61,17 @@ class ReloadGate:
                                f"{self._pending} config reloads are in progress or waiting; "
                                "retry when one has finished")
         self._pending += 1
+        names = [m.name for m in config.model_config_list.config]
+        log.info("config reload: %d model(s): %s", len(names), ", ".join(names))
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._pool, self._core.reload_config, config, timeout)
+        except ServingError as e:
+            log.warning("config reload failed: %s", e.message)
+            raise
         finally:
             self._pending -= 1
+        log.info("config reload applied")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

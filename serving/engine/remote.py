@@ -3,7 +3,8 @@
 :class:`RemoteService`, :class:`RemoteHealth`, :class:`RemoteReloads` and :class:`RemoteMetrics`
 answer the calls the front ends make (:mod:`serving.engine.rest`, :mod:`serving.engine.grpc_api`)
 exactly as the local objects do; the model process (:mod:`serving.engine.model_host`) runs them
-on the one service, so batches merge across every front end. A caller that goes away cancels
+on the one service, so batches merge across every front end, each in its caller's request
+context (:mod:`serving.engine.request_context`). A caller that goes away cancels
 its call there too. When the model process is gone every call in flight fails UNAVAILABLE.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import grpc
 from prometheus_client.metrics import MetricWrapperBase
 
+from serving.engine import request_context
 from serving.engine.calls import ModelSpec, PredictCall
 from serving.engine.frames import FrameChannel
 from serving.engine.metrics import Metrics
@@ -50,7 +52,7 @@ class ModelProcess:
         call_id = next(self._ids)
         reply = self._calls[call_id] = asyncio.get_running_loop().create_future()
         self.records.send()  # what the caller recorded (a request in flight) counts first
-        self.channel.send(("call", call_id, method, args))
+        self.channel.send(("call", call_id, method, args, request_context.current.get()))
         try:
             return await reply
         except asyncio.CancelledError:

@@ -39,10 +39,11 @@ import orjson
 from aiohttp import http_exceptions, web
 
 from serving import codec, codec_examples
-from serving.engine import body_decoders, responses
+from serving.engine import body_decoders, request_context, responses
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.connections import BoundedSite, ConnectionLimits
+from serving.engine.request_context import REQUEST_ID_KEY
 from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
 from serving.errors import ServingError, invalid_argument
 
@@ -85,6 +86,11 @@ def _metric_labels(request: web.Request) -> tuple[str, str]:
     if match is None:
         return "", ""
     return unquote(match.group(1) or ""), match.group(4) if request.method == "POST" else ""
+
+
+def _error(error: ServingError, headers: dict) -> web.Response:
+    return web.Response(body=orjson.dumps({"error": error.message}),
+                        status=error.http_status, headers=headers)
 
 
 def _malformed(request: web.Request) -> ServingError:
@@ -165,25 +171,25 @@ class RestApi:
         return None
 
     async def _v1(self, request: web.Request) -> web.Response:
+        """One /v1 request; its request id (``x-request-id``, or a new one) is current while
+        it runs and comes back as a header, on success and error alike."""
         model, api = _metric_labels(request)
+        current = request_context.begin(request.headers.get(REQUEST_ID_KEY), model)
+        headers = {**self._headers, REQUEST_ID_KEY: current.request_id}
         try:
             async with self._service.metrics.request(model, api, "REST") as record:
                 body, served = await self._dispatch(request)
                 if served is not None:
                     record.update(version=served.version, signature=served.signature_name)
-            return web.Response(body=body, headers=self._headers)
+            return web.Response(body=body, headers=headers)
         except ServingError as e:
-            return self._error(e)
+            return _error(e, headers)
         except (web.HTTPRequestEntityTooLarge, web.HTTPRequestTimeout) as e:
             return web.Response(body=orjson.dumps({"error": e.text}), status=e.status,
-                                headers=self._headers)
+                                headers=headers)
         except Exception:  # noqa: BLE001 - a bug must still answer JSON, and be logged
             log.exception("internal error on %s %s", request.method, request.raw_path)
-            return self._error(ServingError(grpc.StatusCode.INTERNAL, "Internal error"))
-
-    def _error(self, error: ServingError) -> web.Response:
-        return web.Response(body=orjson.dumps({"error": error.message}),
-                            status=error.http_status, headers=self._headers)
+            return _error(ServingError(grpc.StatusCode.INTERNAL, "Internal error"), headers)
 
     async def _dispatch(self, request: web.Request) -> tuple[bytes, Served | None]:
         path = request.raw_path.split("?", 1)[0]

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 import uvloop
 
-from serving.engine import memory
+from serving.engine import log_format, memory
 from serving.engine.batcher import BatchScheduler
 from serving.engine.core import ConfigFilePoller, ServerCore
 from serving.engine.cpus import usable_cpus
@@ -219,8 +219,7 @@ def _raise_open_file_limit() -> None:
 
 def run(settings: EngineSettings) -> int:
     """Run the engine until SIGTERM/SIGINT; returns the process exit status."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format.configure(settings.options.log_format)
     _raise_open_file_limit()
     _configure_tensorflow(settings.options)
     server = EngineServer(settings)
