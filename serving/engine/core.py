@@ -3,9 +3,10 @@
 ``reload_config`` is the one path for the initial config, ``HandleReloadConfigRequest`` and
 config-file polling, with ``ServerCore::ReloadConfig``'s order: validate, update the labels
 (before the new models load, so a label can only point at an AVAILABLE version unless
-``--allow_version_labels_for_unavailable_models``), reconfigure the source, then wait until newly
-added models are AVAILABLE. A config that fails validation, names a base path outside
-``--model_base_path_roots`` or fails its label check changes nothing.
+``--allow_version_labels_for_unavailable_models``), the request loggers (``logging_config``),
+reconfigure the source, then wait until newly added models are AVAILABLE. A config that fails
+validation, names a base path outside ``--model_base_path_roots``, has a logging config that
+cannot be served or fails its label check changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import grpc
 from serving.engine import model_config
 from serving.engine.manager import Manager
 from serving.engine.model_config import ModelServerConfig
+from serving.engine.request_log import RequestLogs
 from serving.engine.source import FileSystemSource
 from serving.errors import ServingError
 
@@ -30,8 +32,10 @@ class ServerCore:
     """Owns the config; everything that changes it goes through :meth:`reload_config`."""
 
     def __init__(self, manager: Manager, source: FileSystemSource,
-                 allow_unavailable_labels: bool = False, base_path_roots: tuple[str, ...] = ()):
+                 allow_unavailable_labels: bool = False, base_path_roots: tuple[str, ...] = (),
+                 request_logs: RequestLogs | None = None):
         self._manager, self._source = manager, source
+        self._request_logs = request_logs
         self._allow_unavailable_labels = allow_unavailable_labels
         self._base_path_roots = base_path_roots
         self._config = ModelServerConfig()
@@ -54,10 +58,13 @@ class ServerCore:
         """
         model_config.validate(config)
         model_config.check_roots(config, self._base_path_roots)
+        RequestLogs.check(config)
         with self._lock:
             before = set(self.configured_models())
             labels = {m.name: dict(m.version_labels) for m in config.model_config_list.config}
             self._manager.set_labels(labels, self._allow_unavailable_labels)
+            if self._request_logs is not None:
+                self._request_logs.update(config)
             self._config = config
             self._names = frozenset(self.configured_models())
             self._source.configure(config)

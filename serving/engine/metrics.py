@@ -8,8 +8,9 @@ only, counters without prometheus-client's ``_total`` suffix, no ``_created`` se
 Beyond TensorFlow Serving (prefix ``:platform:``): latency per signature and version, requests in
 flight (the autoscaling signal), batch queue depth, versions loaded per model, requests whose
 caller went away (by reason and stage), the memory held by requests in flight and the requests
-it refused, REST connections refused at their limit, and the watchdog's stalls
-(``serving/engine/watchdog.py``).
+it refused, REST connections refused at their limit, the watchdog's stalls
+(``serving/engine/watchdog.py``), and request log records written or dropped
+(``serving/engine/request_log.py``).
 
 One :class:`Metrics` object per server, on its own registry, so tests get a fresh one.
 """
@@ -100,6 +101,8 @@ class Metrics:
         self.rest_connections_refused = Counter(f"{OURS}rest_connections_refused", "",
                                                 registry=r)
         """REST connections answered 503 at ``--rest_api_max_connections``."""
+        self.request_log_records = Counter(f"{OURS}request_log_records", "",
+                                           ["model_name", "outcome"], registry=r)
         self.stalled = Gauge(f"{OURS}stalled", "", ["component"], registry=r)
         self.stalls = Counter(f"{OURS}stalls", "", ["component"], registry=r)
         self.is_known_model: Callable[[str], bool] = lambda name: True

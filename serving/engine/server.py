@@ -35,6 +35,7 @@ from serving.engine.metrics import Metrics
 from serving.engine.model_host import ModelHost
 from serving.engine.options import ServerOptions
 from serving.engine.reloads import ReloadGate
+from serving.engine.request_log import RequestLogs
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
@@ -75,13 +76,18 @@ class EngineServer:
         self.source = FileSystemSource(
             self.manager, options.file_system_poll_wait_seconds, options.prefer_tflite_model,
             on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
+        records = self.metrics.request_log_records
+        self.request_logs = RequestLogs(
+            on_dropped=lambda model: records.labels(model, "dropped").inc(),
+            on_written=lambda model: records.labels(model, "written").inc())
         self.core = ServerCore(self.manager, self.source,
                                options.allow_version_labels_for_unavailable_models,
-                               options.base_path_roots)
+                               options.base_path_roots, self.request_logs)
         self.reloads = ReloadGate(self.core, options.admin_token_file)
         self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
-                                         options.enable_signature_method_name_check)
+                                         options.enable_signature_method_name_check,
+                                         self.request_logs, frozenset(options.tags))
         self.metrics.is_known_model = self.core.is_configured
         self.metrics.refreshers.append(self._refresh_gauges)
         self.watchdog = Watchdog(options.stall_timeout_seconds, self.metrics,
@@ -196,6 +202,7 @@ class EngineServer:
             self.poller.stop()
         await asyncio.to_thread(self.manager.stop)
         self.reloads.close()
+        await asyncio.to_thread(self.request_logs.close)  # what was sampled is written
         if self._initial:  # an initial load cut short by a signal: the stop ended its wait
             with contextlib.suppress(ServingError):
                 await self._initial

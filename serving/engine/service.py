@@ -9,6 +9,7 @@ TensorFlow Serving's (``servables/tensorflow/predict_util.cc``, ``classifier.cc`
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -16,9 +17,10 @@ from concurrent.futures import Executor, Future
 import grpc
 import numpy as np
 from tensorflow_serving.apis import input_pb2
+from tensorflow_serving.apis.prediction_log_pb2 import PredictionLog
 
 from serving import codec
-from serving.engine import inference
+from serving.engine import inference, prediction_logs, request_context
 from serving.engine.batcher import BatchScheduler
 from serving.engine.calls import (
     ClassifyResult,
@@ -33,6 +35,7 @@ from serving.engine.calls import (
 from serving.engine.examples import serialized_examples
 from serving.engine.manager import Manager
 from serving.engine.metrics import Metrics
+from serving.engine.request_log import RequestLogs
 from serving.engine.servable import Servable
 from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, SignatureInfo
 from serving.engine.watchdog import ModelRuns
@@ -112,8 +115,12 @@ class PredictionService:
 
     def __init__(self, manager: Manager, executor: Executor, runs: ModelRuns,
                  configured_models: Callable[[], list[str]], metrics: Metrics,
-                 batcher: BatchScheduler | None = None, check_method_names: bool = False):
+                 batcher: BatchScheduler | None = None, check_method_names: bool = False,
+                 request_logs: RequestLogs | None = None, tags: frozenset[str] = frozenset()):
+        """``request_logs``: where sampled calls are logged (``logging_config``); ``tags``:
+        the SavedModel tags served, written in each record's metadata."""
         self._manager, self._runs = manager, runs
+        self._request_logs, self._tags = request_logs, tags
         self._check_methods = check_method_names
         """``--enable_signature_method_name_check``."""
         self._executor = executor
@@ -155,6 +162,17 @@ class PredictionService:
             self._abandon(future, "cancelled")
             raise
 
+    def _log(self, model: str, build: Callable[..., PredictionLog], *args) -> None:
+        """Hand a served call to the request log when it is sampled; ``build`` makes its
+        record on the logger's thread, later."""
+        if self._request_logs is None:
+            return
+        request_log = self._request_logs.sample(model)
+        if request_log is not None:
+            context = request_context.current.get()
+            request_log.submit(functools.partial(build, *args, self._tags,
+                                                 context.request_id if context else ""))
+
     def _abandon(self, future: Future, reason: str) -> None:
         stage = "queued" if future.cancel() else "running"
         self.metrics.abandoned.labels(reason, stage).inc()
@@ -187,10 +205,13 @@ class PredictionService:
                 raise ServingError(grpc.StatusCode.INTERNAL, (
                     "Expected prediction signature method_name to be one of {"
                     f"{', '.join(PREDICT_METHODS)}}}. Was: {signature.method_name}"))
-            outputs = _output_names(signature, call.output_filter)
-            result = await self._predict_outputs(servable, signature, inputs, outputs,
-                                                 call.deadline)
-            return PredictResult(Served(spec.name, servable.version, signature.key), result)
+            names = _output_names(signature, call.output_filter)
+            outputs = await self._predict_outputs(servable, signature, inputs, names,
+                                                  call.deadline)
+            result = PredictResult(Served(spec.name, servable.version, signature.key), outputs)
+            self._log(spec.name, prediction_logs.predict_log, spec, inputs, call.output_filter,
+                      result)
+            return result
 
     async def check_rest_signature(self, spec: ModelSpec) -> None:
         """Raise what a REST predict gets for an unknown model, version, label or signature.
@@ -210,7 +231,10 @@ class PredictionService:
             classes, scores = await self._run(servable, "Classify", job.run,
                                               serialized_examples(model_input),
                                               deadline=deadline)
-            return ClassifyResult(Served(spec.name, servable.version, job.key), classes, scores)
+            result = ClassifyResult(Served(spec.name, servable.version, job.key), classes,
+                                    scores)
+            self._log(spec.name, prediction_logs.classify_log, spec, model_input, result)
+            return result
 
     async def regress(self, spec: ModelSpec, model_input: input_pb2.Input,
                       deadline: float | None = None) -> RegressResult:
@@ -219,7 +243,9 @@ class PredictionService:
             job = inference.RegressJob(servable, spec.signature_name, self._check_methods)
             values = await self._run(servable, "Regress", job.run,
                                      serialized_examples(model_input), deadline=deadline)
-            return RegressResult(Served(spec.name, servable.version, job.key), values)
+            result = RegressResult(Served(spec.name, servable.version, job.key), values)
+            self._log(spec.name, prediction_logs.regress_log, spec, model_input, result)
+            return result
 
     async def multi_inference(self, specs: list[tuple[ModelSpec, str]],
                               model_input: input_pb2.Input, deadline: float | None = None
@@ -232,8 +258,11 @@ class PredictionService:
             answers = await self._run(servable, "MultiInference", job.run,
                                       serialized_examples(model_input), deadline=deadline)
         served = [Served(first.name, servable.version, j.key) for j in job.jobs]
-        return [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)
-                else RegressResult(s, a) for s, j, a in zip(served, job.jobs, answers, strict=True)]
+        results = [ClassifyResult(s, *a) if isinstance(j, inference.ClassifyJob)
+                   else RegressResult(s, a)
+                   for s, j, a in zip(served, job.jobs, answers, strict=True)]
+        self._log(first.name, prediction_logs.multi_inference_log, specs, model_input, results)
+        return results
 
     async def metadata(self, spec: ModelSpec) -> tuple[Served, dict]:
         """The served version and its SignatureDefs (GetModelMetadata's ``signature_def``)."""
