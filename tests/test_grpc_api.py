@@ -543,6 +543,12 @@ class _EndedCall:
     status was sent (a deadline that passes on both sides at once): its ``abort`` fails the
     way grpc.aio's does then. A stand-in, as no real call can be stopped at that instant."""
 
+    def invocation_metadata(self):
+        return ()
+
+    def set_trailing_metadata(self, metadata):
+        pass
+
     async def abort(self, code, message):
         raise cygrpc.ExecuteBatchError("Failed \"execute_batch\"")
 
