@@ -33,12 +33,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-import tensorflow as tf
 from google.protobuf.message import Message
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
+from serving import tfrecord
 from serving.errors import invalid_argument
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class RequestLog:
         self.model, self.config, self.key, self._owner = model, config, key, owner
         self.sampling_rate = sampling_rate(config)
         self.retired = False  # removed by a reload: new records are dropped
-        self._writer: tf.io.TFRecordWriter | None = None
+        self._writer: BinaryIO | None = None
         self._bytes, self._retry_at, self._done = 0, 0.0, False
 
     def submit(self, build: Build) -> None:
@@ -105,23 +106,22 @@ class RequestLog:
         try:
             if self._writer is None:
                 self._writer = self._open()
-            self._writer.write(data)
-        except Exception as e:  # a full disk (OSError, OpError): drop, try a new file later
+            self._bytes += tfrecord.write_record(self._writer, data)
+        except OSError as e:  # a full disk: drop, try a new file later
             self._discard()
             return self._fail("write", e)
-        self._bytes += len(data) + 16
         if self._bytes > self._owner.max_file_bytes:
             self._flush(close=True)
         self._owner._call(self._owner.on_written, self.model)
         return True
 
-    def _open(self) -> tf.io.TFRecordWriter:
+    def _open(self) -> BinaryIO:
         prefix = self.config.log_collector_config.filename_prefix
         if os.path.dirname(prefix):
             os.makedirs(os.path.dirname(prefix), exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._bytes = 0
-        return tf.io.TFRecordWriter(f"{prefix}-{stamp}-{os.getpid()}-{next(_seq):05d}.tfrecord")
+        return open(f"{prefix}-{stamp}-{os.getpid()}-{next(_seq):05d}.tfrecord", "ab")  # noqa: SIM115 - the writer thread closes it
 
     def _flush(self, close: bool = False) -> None:
         if self._writer is None:
@@ -130,14 +130,14 @@ class RequestLog:
             self._writer.close() if close else self._writer.flush()
             if close:
                 self._writer = None
-        except (OSError, tf.errors.OpError) as e:
+        except OSError as e:
             self._discard()
             self._fail("write", e)
 
     def _discard(self) -> None:
         writer, self._writer, self._retry_at = self._writer, None, time.monotonic() + REOPEN_AFTER
         if writer is not None:
-            with contextlib.suppress(OSError, tf.errors.OpError):
+            with contextlib.suppress(OSError):
                 writer.close()
 
     def _fail(self, stage: str, e: Exception) -> bool:
@@ -321,7 +321,7 @@ def log_files(path: str | Path) -> list[Path]:
 
 
 def read_logs(path: str | Path) -> Iterator[prediction_log_pb2.PredictionLog]:
-    """Every record of :func:`log_files` in order.
+    """Every record of :func:`log_files` in order (no TensorFlow needed: :mod:`serving.tfrecord`).
 
     Stops quietly at a truncated last record of a file (its writer is still running or died).
 
@@ -331,16 +331,7 @@ def read_logs(path: str | Path) -> Iterator[prediction_log_pb2.PredictionLog]:
     """
     for file in log_files(path):
         offset = 0
-        records = iter(tf.data.TFRecordDataset(str(file)))
-        while True:
-            try:
-                raw = next(records).numpy()
-            except StopIteration:
-                break
-            except tf.errors.DataLossError as e:
-                if "truncated record" in e.message:
-                    break
-                raise ValueError(f"{file}: corrupt record at offset {offset}") from None
+        for raw in tfrecord.read_records(file):
             try:
                 yield prediction_log_pb2.PredictionLog.FromString(raw)
             except ValueError:  # protobuf DecodeError
