@@ -26,6 +26,7 @@ from export.sources import ExportSource
 from export.tflite import TFLITE_FILE
 from export.variants import DEFAULT_MAX_DROP, VariantBuilder, VariantRow
 from models.data import Arrays
+from serving.engine.request_log import read_logs
 
 AUTO_VERSION_ATTEMPTS = 10
 
@@ -117,8 +118,10 @@ def _publish_variant(base_path: Path, source: ExportSource, row: VariantRow, ver
 
 def export_model(source: ExportSource, base_path: Path, version: int | None = None,
                  tflite_variants: tuple[str, ...] = (), max_drop: float = DEFAULT_MAX_DROP,
-                 progress: bool = True) -> ExportReport:
+                 progress: bool = True, warmup_from: Path | None = None) -> ExportReport:
     """Export ``source`` as a new version under ``base_path``; see the module docstring.
+    ``warmup_from``: a request log whose requests become the warmup records (instead of
+    held-out rows at fixed batch sizes).
 
     Raises:
         ExportError: anything the user can fix (existing version, unwritable path, failed
@@ -127,7 +130,7 @@ def export_model(source: ExportSource, base_path: Path, version: int | None = No
     model_dir = Path(base_path) / source.name
     with _storage_errors(source.name, model_dir):
         return _export(source, base_path, model_dir, version, tflite_variants, max_drop,
-                       progress)
+                       progress, warmup_from)
 
 
 @contextmanager
@@ -144,14 +147,22 @@ def _storage_errors(name: str, model_dir: Path) -> Iterator[None]:
 
 
 def _export(source: ExportSource, base_path: Path, model_dir: Path, version: int | None,
-            tflite_variants: tuple[str, ...], max_drop: float, progress: bool) -> ExportReport:
+            tflite_variants: tuple[str, ...], max_drop: float, progress: bool,
+            warmup_from: Path | None) -> ExportReport:
     publish.ensure_writable(model_dir)
     publish.refuse_existing_version(model_dir, version)
     with publish.staging_dir(model_dir) as staged:
         _step(f"writing SavedModel of {source.name} to staging", progress)
         keys, diff, inputs = savedmodel.write_and_verify(source, staged)
         _step(verification_line(diff), progress)
-        records = warmup.write_warmup(staged, source.name, inputs, keys) if inputs else 0
+        if warmup_from is not None:
+            try:
+                records = warmup.write_logged(staged, source.name, read_logs(warmup_from), keys)
+            except ValueError as e:
+                raise ExportError(f"--warmup-from {warmup_from}: {e}") from None
+            _step(f"warmup: {records} records from the request log {warmup_from}", progress)
+        else:
+            records = warmup.write_warmup(staged, source.name, inputs, keys) if inputs else 0
         rows = []
         if tflite_variants and not inputs:
             raise ExportError(f"{source.name}: TFLite variants need numeric serving_default "

@@ -7,7 +7,8 @@ for graph tracing or kernel selection at any of those sizes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,11 @@ from tensorflow_serving.apis import (
 
 from export.examples import to_examples
 from export.signatures import CLASSIFY_KEY, PREDICT_KEY, REGRESS_KEY
+from serving.engine import warmup as engine_warmup
 
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+WARMUP_FILE = engine_warmup.WARMUP_PATH
 BATCH_SIZES = (1, 2, 4, 8)
-MAX_RECORDS = 1000  # TensorFlow Serving refuses files with more (kMaxNumRecords)
+MAX_RECORDS = engine_warmup.MAX_RECORDS  # TensorFlow Serving refuses more (kMaxNumRecords)
 
 
 def _rows(inputs: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -70,12 +72,83 @@ def write_warmup(export_dir: Path, model_name: str, inputs: Mapping[str, np.ndar
     logs = [_LOG_BUILDERS[sig](model_pb2.ModelSpec(name=model_name, signature_name=sig),
                                _rows(inputs, n))
             for sig in signatures if sig in _LOG_BUILDERS for n in sizes]
+    return _write(export_dir, logs)
+
+
+def _write(export_dir: Path, logs: list[prediction_log_pb2.PredictionLog]) -> int:
     path = Path(export_dir) / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs[:MAX_RECORDS]:
             writer.write(log.SerializeToString())
     return min(len(logs), MAX_RECORDS)
+
+
+def _batch_size(log: prediction_log_pb2.PredictionLog) -> int:
+    """Rows of a logged request: the first input's first dimension, or its example count."""
+    kind = log.WhichOneof("log_type")
+    request = getattr(log, kind).request
+    if kind == "predict_log":
+        first = min(request.inputs) if request.inputs else None
+        dims = request.inputs[first].tensor_shape.dim if first else ()
+        return dims[0].size if dims else 1
+    listed = request.input.example_list_with_context if request.input.HasField(
+        "example_list_with_context") else request.input.example_list
+    return len(listed.examples)
+
+
+def _signatures(log: prediction_log_pb2.PredictionLog) -> list[str]:
+    request = getattr(log, log.WhichOneof("log_type")).request
+    specs = [t.model_spec for t in request.tasks] if hasattr(request, "tasks") else \
+        [request.model_spec]
+    return [s.signature_name or PREDICT_KEY for s in specs]
+
+
+def from_logs(logs: Iterable[prediction_log_pb2.PredictionLog], model_name: str,
+              signatures: list[str], per_shape: int = 2) -> list[prediction_log_pb2.PredictionLog]:
+    """Warmup records from a request log: the first ``per_shape`` logged requests of each
+    (call, signature, batch size), so real traffic's spread of sizes and signatures is warmed.
+
+    Only requests whose every signature the export has are kept (a record that fails at load
+    fails the load, in TensorFlow Serving as here); each is stripped to its request (warmup
+    ignores responses and metadata) and aimed at ``model_name`` with no version or label, which
+    a new version would not match."""
+    kept, seen = [], Counter()
+    for log in logs:
+        kind = log.WhichOneof("log_type")
+        if kind not in engine_warmup.SUPPORTED:
+            continue
+        called = tuple(_signatures(log))
+        if not all(s in signatures for s in called):
+            continue
+        shape = (kind, called, _batch_size(log))
+        if seen[shape] >= per_shape:
+            continue
+        seen[shape] += 1
+        request = getattr(log, kind).request
+        record = prediction_log_pb2.PredictionLog()
+        getattr(record, kind).request.CopyFrom(request)
+        specs = [t.model_spec for t in getattr(record, kind).request.tasks] if \
+            kind == "multi_inference_log" else [getattr(record, kind).request.model_spec]
+        for spec in specs:
+            spec.name = model_name
+            spec.ClearField("version_choice")
+        kept.append(record)
+    return kept[:MAX_RECORDS]
+
+
+def write_logged(export_dir: Path, model_name: str,
+                 logs: Iterable[prediction_log_pb2.PredictionLog], signatures: list[str]) -> int:
+    """Write :func:`from_logs`'s records as the warmup file; return the record count.
+
+    Raises:
+        ValueError: the log holds no request for any of ``signatures``.
+    """
+    records = from_logs(logs, model_name, signatures)
+    if not records:
+        raise ValueError(f"the request log holds no request for a signature of {model_name} "
+                         f"({', '.join(signatures)})")
+    return _write(export_dir, records)
 
 
 def read_warmup(export_dir: Path) -> list[prediction_log_pb2.PredictionLog]:

@@ -9,7 +9,8 @@ Run it through ``servectl loadtest`` (which adds the report, plots and verdict),
 ``RestUser`` runs when ``--host`` is given and ``GrpcUser`` when ``--grpc-target`` is; name one
 class on the command line to run only it. Each user is one closed-loop client (no think
 time). Request bodies come from the model's signature metadata (or ``--payload-npz``) and are
-encoded before the test starts. ``StagedShape`` plays ``--shape constant|steps|spike``.
+encoded before the test starts; ``--replay LOGS`` sends a request log's calls instead, in logged
+order (`loadtest.replay`). ``StagedShape`` plays ``--shape constant|steps|spike``.
 Every process keeps raw samples in ``--samples-dir`` (see `loadtest.samples`), and a
 ``quitting`` listener sets the exit code from ``--slo-*`` (see `loadtest.slo`).
 """
@@ -28,7 +29,7 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest import payloads, signature, stages
+from loadtest import payloads, replay, signature, stages
 from loadtest.samples import Recorder
 from loadtest.slo import Slo, judge
 
@@ -45,6 +46,8 @@ class _Run:
 
     target: signature.Target | None = None
     bodies: dict[str, list[bytes]] = field(default_factory=dict)
+    replayed: dict[str, itertools.cycle] = field(default_factory=dict)
+    """With ``--replay``: per protocol, the logged requests in order, shared by every user."""
 
     def cycle(self, protocol: str) -> itertools.cycle:
         """The bodies of ``protocol`` in an endless loop, from a random place per user."""
@@ -66,6 +69,7 @@ def _add_arguments(parser) -> None:
     parser.add_argument("--grpc-target", default="", help="gRPC HOST:PORT (runs GrpcUser)")
     parser.add_argument("--batch-size", type=int, default=1, help="examples per request")
     parser.add_argument("--payload-npz", default="", help=".npz of real rows, one array per input")
+    parser.add_argument("--replay", default="", help="a request log to replay, in logged order")
     parser.add_argument("--shape", choices=stages.SHAPES, default="constant", help="load shape")
     parser.add_argument("--step-users", type=int, default=None, help="step of steps/base of spike")
     parser.add_argument("--step-duration", type=float, default=None,
@@ -87,7 +91,7 @@ def stage_plan(options) -> list[stages.Stage]:
 
 
 def _target(options) -> signature.Target:
-    if not options.model:
+    if not options.model and not options.replay:
         raise signature.SignatureError("pass --model NAME")
     return signature.Target(options.model, options.model_version, options.model_label or None,
                             options.signature)
@@ -106,10 +110,24 @@ def _prepare(environment, options) -> None:
     if isinstance(environment.runner, MasterRunner):
         return  # the master sends no requests
     protocols = tuple(u.protocol for u in environment.user_classes)
+    if options.replay:
+        _prepare_replay(options, protocols)
+        return
     specs = (signature.fetch_rest(environment.host, RUN.target) if environment.host
              else signature.fetch_grpc(options.grpc_target, RUN.target))
     npz = Path(options.payload_npz) if options.payload_npz else None
     RUN.bodies = payloads.build(specs, RUN.target, protocols, options.batch_size, npz).bodies
+
+
+def _prepare_replay(options, protocols: tuple[str, ...]) -> None:
+    logged = replay.load(options.replay, options.model or None, options.model_version,
+                         options.model_label or None)
+    for protocol in protocols:
+        sendable = [r for r in logged if protocol == "grpc" or r.rest_path is not None]
+        if not sendable:
+            raise replay.ReplayError(f"{options.replay}: no logged call that REST can send "
+                                     "(MultiInference is gRPC only)")
+        RUN.replayed[protocol] = itertools.cycle(sendable)
 
 
 @events.init.add_listener
@@ -124,7 +142,8 @@ def _on_init(environment, runner, **_) -> None:
     environment.events.test_stop.add_listener(recorder.on_test_stop)
     try:
         _prepare(environment, options)
-    except (signature.SignatureError, payloads.PayloadError, ValueError) as e:
+    except (signature.SignatureError, payloads.PayloadError, replay.ReplayError,
+            ValueError) as e:
         logger.error("load test not started: %s", e)
         raise SystemExit(2) from None
 
@@ -155,10 +174,15 @@ class RestUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.path = RUN.target.rest_path(":predict")
-        self.bodies = RUN.cycle(self.protocol)
+        self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
 
     @task
     def predict(self) -> None:
+        if RUN.replayed:
+            logged = next(RUN.replayed[self.protocol])
+            self.client.post(logged.rest_path, data=logged.rest_body, name=logged.rest_path,
+                             headers={"Content-Type": "application/json"})
+            return
         self.client.post(self.path, data=next(self.bodies),
                          headers={"Content-Type": "application/json"})
 
@@ -180,22 +204,34 @@ class GrpcUser(User):
                                              options=[("grpc.use_local_subchannel_pool", 1)])
         self.call = self.channel.unary_unary(signature.PREDICT_METHOD)
         self.name = f"Predict {RUN.target.model}"
-        self.bodies = RUN.cycle(self.protocol)
+        self.calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
+        self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
 
     def on_stop(self) -> None:
         self.channel.close()
 
+    def _next(self) -> tuple[grpc.UnaryUnaryMultiCallable, str, bytes]:
+        """The call, its name in the statistics and its body: the next logged one when
+        replaying."""
+        if self.bodies is not None:
+            return self.call, self.name, next(self.bodies)
+        logged = next(RUN.replayed[self.protocol])
+        call = self.calls.get(logged.grpc_method)
+        if call is None:
+            call = self.calls[logged.grpc_method] = self.channel.unary_unary(logged.grpc_method)
+        return call, f"{logged.api} {logged.model}", logged.grpc_body
+
     @task
     def predict(self) -> None:
-        body = next(self.bodies)
+        call, name, body = self._next()
         start_time, started = time.time(), time.perf_counter()
         response, exception = b"", None
         try:
-            response = self.call(body, timeout=REQUEST_TIMEOUT_S)
+            response = call(body, timeout=REQUEST_TIMEOUT_S)
         except grpc.RpcError as e:
             exception = e
         self.environment.events.request.fire(
-            request_type="gRPC", name=self.name, start_time=start_time, context={},
+            request_type="gRPC", name=name, start_time=start_time, context={},
             response_time=(time.perf_counter() - started) * 1000,
             response_length=len(response), exception=exception)
 

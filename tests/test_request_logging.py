@@ -85,7 +85,9 @@ def example_input(*values: float):
     return request.input
 
 
-def test_every_api_over_both_wires_is_logged_as_served(logged):
+@pytest.fixture(scope="module")
+def traffic(logged):
+    """One call of each API over both wires (and two that are not logged); their records."""
     rest_predict(logged, {"instances": [1.0, 3.0]}, "rest-1")
     rest_predict(logged, {"instances": ["a"]}, "other-model", model="strings")  # no logging
     with logged.channel() as channel:
@@ -109,7 +111,11 @@ def test_every_api_over_both_wires_is_logged_as_served(logged):
                  "method_name": "tensorflow/serving/regress"}]), timeout=T)
         with pytest.raises(grpc.RpcError):  # a failed call is not logged, as in TF Serving
             stub.Predict(predict_pb2.PredictRequest(model_spec={"name": HPT}), timeout=T)
-    rest_log, grpc_log, classify, regress, multi = records(logged, 5)
+    return records(logged, 5)
+
+
+def test_every_api_over_both_wires_is_logged_as_served(logged, traffic):
+    rest_log, grpc_log, classify, regress, multi = traffic
 
     assert rest_log.WhichOneof("log_type") == "predict_log"
     meta = rest_log.log_metadata
@@ -136,7 +142,7 @@ def test_every_api_over_both_wires_is_logged_as_served(logged):
 
 
 def test_a_reload_applies_the_sampling_rate_and_refuses_an_unknown_collector(
-        logged, test_models):
+        logged, traffic, test_models):
     with pytest.raises(grpc.RpcError) as refused:
         reload(logged, config_text(test_models, logged.prefix, kind="bigquery"))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -152,3 +158,79 @@ def test_a_reload_applies_the_sampling_rate_and_refuses_an_unknown_collector(
     rest_predict(logged, {"instances": [9.0]}, "sampled-again")
     origins = [r.log_metadata.request_origin for r in records(logged, before + 2)]
     assert origins[-1] == "sampled-again" and not any(o.startswith("unsampled") for o in origins)
+
+
+@pytest.fixture(scope="module")
+def second_engine(test_models):
+    """An engine without request logging, to replay the first one's traffic against."""
+    server = EngineProcess(f"--model_base_path={test_models[HPT]}",
+                           f"--model_name={HPT}").start()
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def test_logged_traffic_replayed_against_a_second_engine_answers_the_same(
+        logged, traffic, second_engine):
+    from loadtest import replay
+
+    logs = traffic
+    replayed = replay.load(logged.prefix)
+    assert [r.api for r in replayed[:5]] == ["Predict", "Predict", "Classify", "Regress",
+                                            "MultiInference"]
+    responses = {"Predict": predict_pb2.PredictResponse,
+                 "Classify": classification_pb2.ClassificationResponse,
+                 "Regress": regression_pb2.RegressionResponse,
+                 "MultiInference": inference_pb2.MultiInferenceResponse}
+    with second_engine.channel() as channel:
+        for log, request in zip(logs, replayed, strict=False):
+            call = channel.unary_unary(request.grpc_method,
+                                       response_deserializer=responses[request.api].FromString)
+            answer = call(request.grpc_body, timeout=T)
+            logged_answer = getattr(log, log.WhichOneof("log_type")).response
+            assert answer == logged_answer, request.api
+    for request in replayed[:4]:  # REST has all but MultiInference
+        assert request.rest_path is not None
+        with urllib.request.urlopen(urllib.request.Request(
+                second_engine.rest_url + request.rest_path, data=request.rest_body),
+                timeout=T) as response:
+            assert response.status == 200
+
+
+def test_servectl_loadtest_replays_the_log_over_both_wires(logged, traffic, second_engine,
+                                                          tmp_path):
+    from tests.conftest import run_servectl
+
+    result = run_servectl("loadtest", "--replay", str(logged.prefix), "--rest",
+                          second_engine.rest_url, "--grpc", second_engine.grpc_target,
+                          "--users", "2", "--duration", "2s", "--out", str(tmp_path),
+                          "--slo-error-rate", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replaying " in result.stdout and "(Classify, MultiInference, Predict, Regress)" \
+        in result.stdout
+    stats = (tmp_path / "locust_stats.csv").read_text()
+    assert ":classify" in stats and "MultiInference half_plus_two" in stats
+
+
+def test_servectl_export_takes_its_warmup_from_the_log(logged, traffic, test_models, tmp_path):
+    from export.warmup import read_warmup
+    from tests.conftest import run_servectl
+
+    result = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),
+                          "--name", "replayed", "--warmup-from", str(logged.prefix), "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warmup = read_warmup(tmp_path / "replayed" / "1")
+    kinds = [w.WhichOneof("log_type") for w in warmup]
+    assert {"predict_log", "classify_log", "regress_log", "multi_inference_log"} <= set(kinds)
+    assert all(w.predict_log.request.model_spec.name == "replayed" for w in warmup
+               if w.HasField("predict_log"))
+    assert not any(w.predict_log.request.model_spec.HasField("version") for w in warmup)
+    assert not any(w.predict_log.HasField("response") for w in warmup)
+    served = EngineProcess(f"--model_base_path={tmp_path / 'replayed'}",
+                           "--model_name=replayed").start()  # every record replays at load
+    try:
+        assert f"replayed version 1: replayed {len(warmup)} warmup records" in served.log()
+    finally:
+        assert served.stop() == 0, served.log()
+    missing = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),
+                           "--name", "other", "--warmup-from", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no request log files there" in missing.stderr

@@ -72,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(%(default)s)")
     p.add_argument("--seed", type=int, default=zoo.DEFAULT_SEED,
                    help="training seed of zoo models (the held-out split never changes)")
+    p.add_argument("--warmup-from", type=Path, metavar="LOGS",
+                   help="warmup records from a request log (logging_config's files: a file, "
+                        "folder or filename_prefix): a spread of its batch sizes and signatures")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run)
 
@@ -86,6 +89,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if existing is None or not os.access(existing, os.W_OK | os.X_OK) or (
             existing == base and not base.is_dir()):
         raise UsageError(f"cannot write to base path {base}")
+    if args.warmup_from is not None:
+        from serving.engine.request_log import log_files
+
+        if not log_files(args.warmup_from):
+            raise UsageError(f"--warmup-from {args.warmup_from}: no request log files there")
     name = args.name or (args.source if args.source in zoo.ZOO else None)
     if name:  # known before training: refuse an existing version now, not minutes later
         publish.refuse_existing_version(base / name, args.version)
@@ -129,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     source = sources.resolve(args.source, seed=args.seed, progress=not args.quiet,
                              name=args.name)
     report = pipeline.export_model(source, args.base_path, args.version, args.tflite,
-                                   args.max_drop, progress=not args.quiet)
+                                   args.max_drop, progress=not args.quiet,
+                                   warmup_from=args.warmup_from)
     _print_report(report)
     return EXIT_REFUSED if any(r.refused for r in report.variants) else 0

@@ -70,13 +70,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rest", metavar="URL", help="REST base URL, e.g. http://127.0.0.1:8501")
     p.add_argument("--grpc", metavar="HOST:PORT", help="gRPC address, e.g. 127.0.0.1:8500")
-    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--model", help="model name (with --replay: default the logged ones)")
     p.add_argument("--version", type=positive(int), help="model version (default: latest)")
     p.add_argument("--label", help="version label, e.g. stable or canary")
     p.add_argument("--signature", default="serving_default", help="signature (%(default)s)")
     p.add_argument("--batch-size", type=positive(int), default=1, help="examples per request")
     p.add_argument("--payload-npz", type=Path,
                    help=".npz of real rows, one array per input name (default: synthetic)")
+    p.add_argument("--replay", type=Path, metavar="LOGS",
+                   help="send a request log's calls (logging_config's files: a file, folder or "
+                        "filename_prefix) in logged order instead of synthetic bodies")
     p.add_argument("--users", type=positive(int), default=4, help="concurrent users (%(default)s)")
     p.add_argument("--spawn-rate", type=positive(float), help="users started per second "
                    "(default: all at once)")
@@ -108,6 +111,10 @@ def plan_run(args: argparse.Namespace):
 
     if not args.rest and not args.grpc:
         raise UsageError("give --rest URL and/or --grpc HOST:PORT")
+    if not args.model and not args.replay:
+        raise UsageError("give --model NAME (or --replay LOGS)")
+    if args.replay and args.payload_npz:
+        raise UsageError("give --replay or --payload-npz, not both")
     if args.version is not None and args.label:
         raise UsageError("give --version or --label, not both")
     if not 0 <= args.slo_error_rate <= 1:
@@ -138,28 +145,52 @@ def plan_run(args: argparse.Namespace):
     shape_args += ["--levels", ",".join(map(str, levels))] if levels else []
     payload_args = ["--batch-size", str(args.batch_size)]
     payload_args += ["--payload-npz", str(args.payload_npz.resolve())] if args.payload_npz else []
+    payload_args += ["--replay", str(args.replay.resolve())] if args.replay else []
     slo = Slo(args.slo_p99_ms, args.slo_error_rate, args.slo_min_rps)
     return runner.LocustRun(
-        Target(args.model, args.version, args.label, args.signature), args.rest, args.grpc,
+        Target(args.model or "", args.version, args.label, args.signature), args.rest, args.grpc,
         planned, shape_args, users, spawn_rate, processes, args.out,
         None if args.sweep else slo, payload_args), slo
 
 
 def precheck(config, args: argparse.Namespace) -> None:
-    """Reads the signature and encodes one payload pool now, so mistakes fail in a line."""
+    """Reads the signature and encodes one payload pool (or reads the replayed log) now, so
+    mistakes fail in a line."""
+    protocols = tuple(p for p, on in (("rest", config.rest), ("grpc", config.grpc)) if on)
+    if args.replay:
+        _precheck_replay(args, protocols)
+    else:
+        _precheck_payload(config, args, protocols)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create --out {config.out}: {e.strerror}") from None
+
+
+def _precheck_replay(args: argparse.Namespace, protocols: tuple[str, ...]) -> None:
+    from loadtest import replay
+
+    try:
+        logged = replay.load(args.replay, args.model, args.version, args.label)
+    except replay.ReplayError as e:
+        raise UsageError(str(e)) from None
+    if protocols == ("rest",) and all(r.rest_path is None for r in logged):
+        raise UsageError(f"{args.replay}: every logged call is MultiInference, which REST "
+                         "cannot send; use --grpc")
+    apis = sorted({r.api for r in logged})
+    print(f"replaying {len(logged)} logged calls ({', '.join(apis)}) from {args.replay}",
+          flush=True)
+
+
+def _precheck_payload(config, args: argparse.Namespace, protocols: tuple[str, ...]) -> None:
     from loadtest import payloads, signature
 
-    protocols = tuple(p for p, on in (("rest", config.rest), ("grpc", config.grpc)) if on)
     try:
         specs = (signature.fetch_rest(config.rest, config.target) if config.rest
                  else signature.fetch_grpc(config.grpc, config.target))
         payloads.build(specs, config.target, protocols, args.batch_size, args.payload_npz)
     except (signature.SignatureError, payloads.PayloadError) as e:
         raise UsageError(str(e)) from None
-    try:
-        config.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create --out {config.out}: {e.strerror}") from None
 
 
 def write_outputs(config, args, slo, report, samples, verdict, locust_code: int) -> list[Path]:
@@ -197,8 +228,9 @@ def run(args: argparse.Namespace) -> int:
     precheck(config, args)
     protocols = "+".join(p for p, on in (("REST", args.rest), ("gRPC", args.grpc)) if on)
     levels = ",".join(str(s.users) for s in config.stages)
-    print(f"load test: {args.model} over {protocols}, {levels} users, {args.duration:g}s per "
-          f"level, {config.processes} Locust process(es); SLO {slo.describe()}", flush=True)
+    print(f"load test: {args.model or 'the logged models'} over {protocols}, {levels} users, "
+          f"{args.duration:g}s per level, {config.processes} Locust process(es); SLO "
+          f"{slo.describe()}", flush=True)
     code = runner.run(config, report_on_interrupt=True)
     if code not in (0, 1):
         print(f"warning: Locust exited {code}; see {config.out / 'locust.log'}", file=sys.stderr)
