@@ -39,6 +39,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from servectl.engine_process import EngineProcess
 from serving import codec
 from serving.engine.grpc_api import _abort_on_error
+from serving.engine.tracing import OFF
 from serving.errors import ServingError
 from tests.conftest import models_config, wait_until
 
@@ -559,5 +560,5 @@ def test_an_error_for_a_call_that_already_ended_is_a_cancellation_not_a_server_e
         raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(expires(None, None, _EndedCall()))
+        asyncio.run(expires(SimpleNamespace(tracing=OFF), None, _EndedCall()))
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

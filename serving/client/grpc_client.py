@@ -24,6 +24,7 @@ from serving.client.core import DEFAULT_TIMEOUT_S, Call
 from serving.client.errors import ServingClientError
 from serving.client.grpc_calls import GrpcCalls, RpcRequest
 from serving.client.retry import RetryPolicy
+from serving.client.tracing import grpc_metadata
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "channel_target"]
 
@@ -157,7 +158,7 @@ class GrpcClient(_GrpcTransport, SyncApi):
     def _attempt(self, call: Call, timeout: float) -> Any:
         method, message = self._method(call)
         try:
-            response = method(message, timeout=timeout)
+            response = method(message, timeout=timeout, metadata=grpc_metadata() or None)
         except grpc.RpcError as e:
             raise _rpc_error(e, call.model) from None
         return call.finish(response)
@@ -175,7 +176,8 @@ class AsyncGrpcClient(_GrpcTransport, AsyncApi):
     async def _attempt(self, call: Call, timeout: float) -> Any:
         method, message = self._method(call)
         try:
-            response = await method(message, timeout=timeout)
+            response = await method(message, timeout=timeout,
+                                    metadata=grpc_metadata() or None)
         except grpc.RpcError as e:
             raise _rpc_error(e, call.model) from None
         return call.finish(response)

@@ -21,6 +21,7 @@ from serving.client.core import DEFAULT_TIMEOUT_S, Call
 from serving.client.errors import ServingClientError
 from serving.client.rest_calls import HttpRequest, RestCalls
 from serving.client.retry import RetryPolicy
+from serving.client.tracing import inject_headers
 
 __all__ = ["AsyncRestClient", "RestClient", "ssl_context"]
 
@@ -112,6 +113,7 @@ class RestClient(_RestTransport, SyncApi):
         try:
             response = self._pool.request(request.method, self.url + request.path,
                                           body=request.body, retries=False, redirect=False,
+                                          headers=inject_headers(dict(HEADERS)),
                                           timeout=urllib3.Timeout(total=timeout))
         except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass
             raise self._unreachable(e, call.model) from None
@@ -144,7 +146,8 @@ class AsyncRestClient(_RestTransport, AsyncApi):
         try:
             async with self._open().request(
                     request.method, self.url + request.path, data=request.body,
-                    allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                    headers=inject_headers({}), allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 answer = (r.status, await r.read())
         except TimeoutError:
             raise self._timed_out(timeout, call.model) from None

@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from serving.engine import request_context
 from serving.engine.metrics import Metrics
 from serving.engine.servable import Servable
+from serving.engine.tracing import OFF, Tracing, wall_ns
 from serving.engine.watchdog import ModelRuns, Stall
 from serving.errors import ServingError, invalid_argument
 
@@ -106,6 +108,8 @@ class Task:
     enqueued: float = field(default_factory=time.monotonic)
     queue: TaskQueue | None = None
     batch: Batch | None = None
+    traceparent: str | None = None
+    """The request's span (tracing on): its queue span goes under it, the batch links to it."""
 
 
 class TaskQueue:
@@ -180,9 +184,11 @@ def split(outputs: Mapping[str, np.ndarray], tasks: list[Task]) -> list[dict[str
 class BatchScheduler:
     """The shared pool of batch threads and the queues it serves."""
 
-    def __init__(self, options: BatchingOptions, metrics: Metrics, runs: ModelRuns):
+    def __init__(self, options: BatchingOptions, metrics: Metrics, runs: ModelRuns,
+                 tracing: Tracing = OFF):
         self.options = options
         self._metrics, self._runs = metrics, runs
+        self._tracing = tracing
         self._lock = threading.Condition()
         self._queues: dict[tuple, TaskQueue] = {}
         self._stopping = False
@@ -202,7 +208,8 @@ class BatchScheduler:
                 raise invalid_argument(f"Task size {size} is larger than maximum input batch "
                                        f"size {self.options.max_batch_size}")
             return self._submit_split(servable, signature_key, inputs, outputs, deadline, size)
-        task = Task(inputs, size, deadline)
+        context = request_context.current.get()
+        task = Task(inputs, size, deadline, traceparent=context.traceparent if context else None)
         shapes = () if self.options.pad_variable_length_inputs else tuple(
             (k, np.shape(v)[1:]) for k, v in sorted(inputs.items()))
         key = (id(servable), signature_key, outputs, shapes)
@@ -350,19 +357,44 @@ class BatchScheduler:
         target = sizes[bisect.bisect_left(sizes, rows)] if sizes else rows
         self._record(live, rows, target, now)
         try:
-            merged = merge(live, target, self.options.pad_variable_length_inputs)
             servable = queue.servable
-            outputs = self._runs.call(servable, "Predict", servable.run, queue.signature_key,
-                                      merged, list(queue.outputs))
-            bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or len(v) != target]
-            if bad:
-                raise invalid_argument(f"Batched output tensor {bad[0]} does not have the batch "
-                                       f"size {target} as its 0th dimension")
+            with self._batch_span(queue, live, rows, target, now) as span:
+                merged = merge(live, target, self.options.pad_variable_length_inputs)
+                started = time.time_ns()
+                outputs = self._runs.call(servable, "Predict", servable.run,
+                                          queue.signature_key, merged, list(queue.outputs))
+                if span is not None:
+                    self._tracing.record("model_run", span, started, time.time_ns(),
+                                         {"batch_size": target})
+                bad = [k for k, v in outputs.items() if np.ndim(v) == 0 or len(v) != target]
+                if bad:
+                    raise invalid_argument(f"Batched output tensor {bad[0]} does not have the "
+                                           f"batch size {target} as its 0th dimension")
             _answer(live, results=split(outputs, live))
         except ServingError as e:
             _answer(live, error=e)
         except Exception as e:  # noqa: BLE001 - a failing batch must still answer every caller
             _answer(live, error=ServingError(grpc.StatusCode.INTERNAL, f"batch failed: {e}"))
+
+    def _batch_span(self, queue: TaskQueue, tasks: list[Task], rows: int, target: int,
+                    taken: float):
+        """Tracing on: each traced task's wait in the queue (under its request), then the
+        batch's span: under the first request, linked to every request it carries."""
+        tracing = self._tracing
+        traced = [(t, tracing.context_from_traceparent(t.traceparent)) for t in tasks
+                  if t.traceparent] if tracing.enabled else []
+        if not traced:
+            return contextlib.nullcontext()
+        end = wall_ns(taken)
+        for task, parent in traced:
+            tracing.record("queue", parent, wall_ns(task.enqueued), end, {"batch_size": rows})
+        parents = [parent for _, parent in traced]
+        servable = queue.servable
+        return tracing.span("batch", parents[0], {
+            "model": servable.name, "version": servable.version,
+            "signature": queue.signature_key, "batch_size": rows,
+            "padded_batch_size": target, "requests": len(tasks)}, links=parents,
+            start_ns=end)
 
     def _record(self, tasks: list[Task], rows: int, target: int, now: float) -> None:
         metrics = self._metrics

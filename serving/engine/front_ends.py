@@ -22,6 +22,7 @@ from serving.engine.connections import ConnectionLimits, default_max_connections
 from serving.engine.ledger import Ledger
 from serving.engine.options import ServerOptions
 from serving.engine.request_memory import RequestMemory, budget_bytes
+from serving.engine.tracing import OFF, Tracing
 
 HEALTH_INTERVAL_S = 0.25
 
@@ -50,10 +51,11 @@ class FrontEnds:
 
     def __init__(self, settings: FrontEndSettings, service, health, reloads, metrics,
                  listeners: Listeners, share: int = 1, ledger: Ledger | None = None,
-                 decoder_processes: int = 0):
+                 decoder_processes: int = 0, tracing: Tracing = OFF):
         """``ledger``: the request memory budget's, shared with the server's other processes;
         ``share``: how many processes split ``--rest_api_max_connections`` (each its part:
-        the limit guards each process's descriptors)."""
+        the limit guards each process's descriptors); ``tracing``: this process's spans."""
+        self._tracing = tracing
         self._settings, self._options = settings, settings.options
         self._listeners, self._share = listeners, share
         self._runners = []
@@ -67,7 +69,7 @@ class FrontEnds:
                                      self._options.rest_api_timeout_in_ms,
                                      self._options.rest_api_idle_timeout_seconds,
                                      self._options.rest_api_enable_cors_support,
-                                     settings.metrics_path)
+                                     settings.metrics_path, tracing)
         self._service, self._reloads = service, reloads
         self._grpc: grpc.aio.Server | None = None  # built on the running loop, in start()
         self._stopping = asyncio.Event()
@@ -89,7 +91,7 @@ class FrontEnds:
         options, ssl_config = self._options, self._settings.ssl
         self._grpc = grpc_api.build_server(self._service, self._reloads, self.reporter,
                                            self.request_memory,
-                                           self._options.grpc_channel_arguments)
+                                           self._options.grpc_channel_arguments, self._tracing)
         for address in self._grpc_addresses():
             if ssl_config:
                 self._grpc.add_secure_port(address, tls.grpc_credentials(ssl_config))

@@ -52,6 +52,7 @@ async def serve(socket_path: str, index: int) -> int:
     from serving.engine.front_ends import FrontEnds, Listeners
     from serving.engine.ledger import Ledger, ledger_path
     from serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
+    from serving.engine.tracing import Tracing
 
     loop = asyncio.get_running_loop()
     model = ModelProcess()
@@ -61,10 +62,11 @@ async def serve(socket_path: str, index: int) -> int:
     settings, count = model.settings, model.front_end_count
     options = settings.options
     log_format.configure(options.log_format)
+    tracing = Tracing.from_settings(options.tracing_otlp_endpoint)
     service = RemoteService(model)
     front_ends = FrontEnds(settings, service, model.health, RemoteReloads(model),
                            service.metrics, Listeners(shared_ports=True, private=False),
-                           share=count, decoder_processes=1,
+                           share=count, decoder_processes=1, tracing=tracing,
                            ledger=Ledger(ledger_path(Path(socket_path).parent), count + 1,
                                          slot=index))
     await front_ends.start(announce=False)
@@ -81,6 +83,7 @@ async def serve(socket_path: str, index: int) -> int:
     await front_ends.stop(0 if lost.done() else options.grace_period_seconds)
     model.records.send()  # the last metric records, before the channel closes
     model.channel.close()
+    await asyncio.to_thread(tracing.shutdown)  # the spans still queued leave
     return 1 if lost.done() else 0
 
 

@@ -38,6 +38,7 @@ from serving.engine import request_context, responses
 from serving.engine.calls import ModelSpec, PredictCall
 from serving.engine.request_context import REQUEST_ID_KEY
 from serving.engine.request_memory import RequestMemory
+from serving.engine.tracing import OFF, Tracing
 from serving.errors import ServingError, invalid_argument
 
 if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
@@ -71,24 +72,45 @@ def _request_model(request) -> str:
 
 
 def _abort_on_error(method):
-    """Map ServingError (and bugs, as INTERNAL) onto the gRPC status of the call; the call's
-    request id (``x-request-id`` metadata, or a new one) is current while it runs and comes back
-    in the trailing metadata, on success and error alike."""
+    """Map ServingError (and bugs, as INTERNAL) onto the gRPC status of the call. The call runs
+    in its span (continuing the caller's ``traceparent`` metadata); its request id
+    (``x-request-id`` metadata, or a new one) is current while it runs and comes back in the
+    trailing metadata, on success and error alike."""
     @functools.wraps(method)
     async def wrapper(self, request, context):
-        current = request_context.begin(_metadata_value(context, REQUEST_ID_KEY),
-                                        _request_model(request))
-        context.set_trailing_metadata(((REQUEST_ID_KEY, current.request_id),))
-        try:
-            return await method(self, request, context)
-        except ServingError as e:
-            message = e.message if len(e.message) <= MAX_ERROR_CHARS else \
-                e.message[:MAX_ERROR_CHARS] + "...TRUNCATED"
-            await _abort(context, e.code, message)
-        except Exception:  # noqa: BLE001 - never let a bug kill the call without a status
-            log.exception("internal error in %s", method.__name__)
-            await _abort(context, grpc.StatusCode.INTERNAL, "Internal error")
+        tracing: Tracing = self.tracing
+        model = _request_model(request)
+        with tracing.server_span(f"gRPC {method.__name__} {model}".rstrip(),
+                                 context.invocation_metadata(),
+                                 {"model": model, "api": method.__name__,
+                                  "entrypoint": "GRPC"}) as span:
+            current = request_context.begin(_metadata_value(context, REQUEST_ID_KEY), model,
+                                            tracing.traceparent(span))
+            tracing.annotate(span, {"request_id": current.request_id})
+            context.set_trailing_metadata(((REQUEST_ID_KEY, current.request_id),))
+            try:
+                response = await method(self, request, context)
+                served = getattr(response, "model_spec", None)
+                if served is not None:
+                    tracing.annotate(span, {"version": served.version.value,
+                                            "signature": served.signature_name})
+                return response
+            except ServingError as e:
+                tracing.annotate(span, error=e.code.name)
+                message = e.message if len(e.message) <= MAX_ERROR_CHARS else \
+                    e.message[:MAX_ERROR_CHARS] + "...TRUNCATED"
+                await _abort(context, e.code, message)
+            except Exception:  # noqa: BLE001 - never let a bug kill the call without a status
+                log.exception("internal error in %s", method.__name__)
+                tracing.annotate(span, error=grpc.StatusCode.INTERNAL.name)
+                await _abort(context, grpc.StatusCode.INTERNAL, "Internal error")
     return wrapper
+
+
+def _child(tracing: Tracing, name: str):
+    """A span of the current call's work (nothing when tracing is off)."""
+    context = request_context.current.get()
+    return tracing.child(name, context.traceparent if context else None)
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str):
@@ -199,8 +221,9 @@ def _declared_nbytes(inputs) -> int:
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, service: PredictionService, memory: RequestMemory):
+    def __init__(self, service: PredictionService, memory: RequestMemory, tracing: Tracing = OFF):
         self._service, self._memory = service, memory
+        self.tracing = tracing
 
     @_abort_on_error
     @_counted("Predict")
@@ -208,14 +231,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = model_spec(request)  # before the tensors, as predict_impl.cc checks it first
         with self._memory.reserve(_declared_nbytes(request.inputs)):
             inputs = {}
-            for alias, proto in request.inputs.items():
-                try:
-                    inputs[alias] = codec.tensor_proto_to_ndarray(proto)
-                except ServingError:
-                    raise invalid_argument(f"tensor parsing error: {alias}") from None
+            with _child(self.tracing, "decode"):
+                for alias, proto in request.inputs.items():
+                    try:
+                        inputs[alias] = codec.tensor_proto_to_ndarray(proto)
+                    except ServingError:
+                        raise invalid_argument(f"tensor parsing error: {alias}") from None
             call = PredictCall(spec, inputs, tuple(request.output_filter),
                                deadline=_deadline(context))
-            return responses.predict_response(await self._service.predict(call))
+            result = await self._service.predict(call)
+            with _child(self.tracing, "encode"):
+                return responses.predict_response(result)
 
     @_abort_on_error
     @_counted("Classify")
@@ -256,8 +282,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, service: PredictionService, reloads: ReloadGate):
+    def __init__(self, service: PredictionService, reloads: ReloadGate, tracing: Tracing = OFF):
         self._service, self._reloads = service, reloads
+        self.tracing = tracing
 
     @_abort_on_error
     async def GetModelStatus(self, request, context):  # noqa: N802
@@ -310,7 +337,8 @@ def channel_arguments(text: str) -> list[tuple[str, str | int]]:
 
 
 def build_server(service: PredictionService, reloads: ReloadGate, health_reporter: HealthReporter,
-                 memory: RequestMemory, channel_args: str = "") -> grpc.aio.Server:
+                 memory: RequestMemory, channel_args: str = "", tracing: Tracing = OFF
+                 ) -> grpc.aio.Server:
     """A gRPC server with every service registered; ports are added by the caller."""
     # --grpc_channel_arguments override the defaults, as in TensorFlow Serving (gRPC itself
     # would keep the first of two values for one key).
@@ -320,9 +348,9 @@ def build_server(service: PredictionService, reloads: ReloadGate, health_reporte
     server = grpc.aio.server(options=list(options.items()),
                              interceptors=[UndecodableRequests()])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service, memory), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service, reloads),
-                                                              server)
+        PredictionServicer(service, memory, tracing), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(service, reloads, tracing), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     names = (prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
              model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,

@@ -14,7 +14,7 @@ import os
 import textwrap
 from dataclasses import dataclass, fields
 
-from serving.engine import log_format, model_config
+from serving.engine import log_format, model_config, tracing
 
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -128,6 +128,10 @@ class ServerOptions:
     flag)."""
     grace_period_seconds: float = 30.0
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
+    tracing_otlp_endpoint: str = ""
+    """OpenTelemetry: export spans over OTLP/gRPC to host:port (http://, or https:// for TLS);
+    empty: the standard OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT variables, or off (not a TF
+    Serving flag)."""
     log_format: str = "text"
     """``text`` or ``json`` (one object per line: time, level, logger, message, and model,
     version and request id where they apply) (not a TF Serving flag)."""
@@ -246,6 +250,11 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     if options.log_format not in log_format.FORMATS:
         raise FlagError(f"--log_format must be one of {', '.join(log_format.FORMATS)}; got "
                         f"{options.log_format!r}")
+    if options.tracing_otlp_endpoint:
+        try:
+            tracing.parse_endpoint(options.tracing_otlp_endpoint)
+        except ValueError as e:
+            raise FlagError(f"--tracing_otlp_endpoint: {e}") from None
     if options.rest_api_enable_ssl and not options.ssl_config_file:
         raise FlagError("--rest_api_enable_ssl needs --ssl_config_file")
     if options.port == 0 and not options.grpc_socket_path:

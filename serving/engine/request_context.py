@@ -20,6 +20,9 @@ MAX_REQUEST_ID_CHARS = 128
 class RequestContext:
     request_id: str
     model: str = ""
+    traceparent: str | None = None
+    """The request's span as a W3C ``traceparent`` (tracing on), the parent of its children in
+    any process (:mod:`serving.engine.tracing`)."""
 
 
 current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -34,8 +37,9 @@ def request_id(sent: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def begin(sent_id: str | None, model: str = "") -> RequestContext:
+def begin(sent_id: str | None, model: str = "", traceparent: str | None = None
+          ) -> RequestContext:
     """Start serving a request: its context is current until the task ends."""
-    context = RequestContext(request_id(sent_id), model)
+    context = RequestContext(request_id(sent_id), model, traceparent)
     current.set(context)
     return context

@@ -45,6 +45,7 @@ from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.connections import BoundedSite, ConnectionLimits
 from serving.engine.request_context import REQUEST_ID_KEY
 from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
+from serving.engine.tracing import OFF, Tracing
 from serving.errors import ServingError, invalid_argument
 
 if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
@@ -122,8 +123,10 @@ class RestApi:
 
     def __init__(self, service: PredictionService, health: Health, memory: RequestMemory,
                  decoders: BodyDecoders, timeout_ms: int, idle_timeout_s: float,
-                 cors: bool = False, metrics_path: str | None = None):
+                 cors: bool = False, metrics_path: str | None = None,
+                 tracing: Tracing = OFF):
         self._service, self._health = service, health
+        self._tracing = tracing
         self._idle_timeout_s = idle_timeout_s
         self._memory, self._decoders = memory, decoders
         self._metrics_path = metrics_path
@@ -171,16 +174,33 @@ class RestApi:
         return None
 
     async def _v1(self, request: web.Request) -> web.Response:
-        """One /v1 request; its request id (``x-request-id``, or a new one) is current while
-        it runs and comes back as a header, on success and error alike."""
+        """One /v1 request, in its span (continuing the caller's ``traceparent``); its request
+        id (``x-request-id``, or a new one) is current while it runs and comes back as a
+        header, on success and error alike."""
         model, api = _metric_labels(request)
-        current = request_context.begin(request.headers.get(REQUEST_ID_KEY), model)
-        headers = {**self._headers, REQUEST_ID_KEY: current.request_id}
+        tracing = self._tracing
+        with tracing.server_span(f"REST {api or request.method} {model}".rstrip(),
+                                 request.headers, {"model": model, "api": api or "status",
+                                                   "entrypoint": "REST"}) as span:
+            current = request_context.begin(request.headers.get(REQUEST_ID_KEY), model,
+                                            tracing.traceparent(span))
+            tracing.annotate(span, {"request_id": current.request_id})
+            response = await self._answer(request, model, api, span, {
+                **self._headers, REQUEST_ID_KEY: current.request_id})
+            if response.status >= 400:
+                tracing.annotate(span, {"http.status_code": response.status},
+                                 error=f"HTTP {response.status}")
+            return response
+
+    async def _answer(self, request: web.Request, model: str, api: str, span,
+                      headers: dict) -> web.Response:
         try:
             async with self._service.metrics.request(model, api, "REST") as record:
                 body, served = await self._dispatch(request)
                 if served is not None:
                     record.update(version=served.version, signature=served.signature_name)
+                    self._tracing.annotate(span, {"version": served.version,
+                                                  "signature": served.signature_name})
             return web.Response(body=body, headers=headers)
         except ServingError as e:
             return _error(e, headers)
@@ -255,9 +275,15 @@ class RestApi:
     def _deadline(self) -> float | None:
         return None if self._timeout_s is None else time.monotonic() + self._timeout_s
 
+    def _child(self, name: str):
+        """A span of this request's work (nothing when tracing is off)."""
+        context = request_context.current.get()
+        return self._tracing.child(name, context.traceparent if context else None)
+
     async def _predict(self, spec_args: tuple, body: bytes) -> tuple[bytes, Served]:
-        signature_name, request = await self._decoders.decode(
-            body_decoders.decode_predict, body, body_decoders.decode_dense_predict)
+        with self._child("decode"):
+            signature_name, request = await self._decoders.decode(
+                body_decoders.decode_predict, body, body_decoders.decode_dense_predict)
         spec = ModelSpec(*spec_args, signature_name=signature_name)
         if isinstance(request, ServingError):
             # TensorFlow Serving looks the model and signature up before reading the tensors:
@@ -267,12 +293,14 @@ class RestApi:
         call = PredictCall(spec, request.inputs, json_row_format=request.row_format,
                            deadline=self._deadline())
         result = await self._service.predict(call)
-        return codec.encode_predict_json(result.outputs, request.row_format), result.served
+        with self._child("encode"):
+            return codec.encode_predict_json(result.outputs, request.row_format), result.served
 
     async def _on_examples(self, method: Callable, spec_args: tuple, body: bytes):
         """Decode a classify/regress body and call the service ``method`` with it."""
-        signature_name, model_input = await self._decoders.decode(
-            codec_examples.decode_examples_json, body)
+        with self._child("decode"):
+            signature_name, model_input = await self._decoders.decode(
+                codec_examples.decode_examples_json, body)
         return await method(ModelSpec(*spec_args, signature_name or ""), model_input,
                             self._deadline())
 

@@ -39,6 +39,7 @@ from serving.engine.request_log import RequestLogs
 from serving.engine.service import PredictionService
 from serving.engine.settings import EngineSettings
 from serving.engine.source import FileSystemSource
+from serving.engine.tracing import Tracing
 from serving.engine.watchdog import ModelRuns, Watchdog
 from serving.errors import ServingError
 
@@ -67,8 +68,9 @@ class EngineServer:
         self.executor = ThreadPoolExecutor(max_workers=max(4, usable_cpus()),
                                            thread_name_prefix="model")
         self.runs = ModelRuns(self.metrics)
-        self.batcher = BatchScheduler(settings.batching, self.metrics, self.runs) \
-            if settings.batching else None
+        self.tracing = Tracing.from_settings(options.tracing_otlp_endpoint)
+        self.batcher = BatchScheduler(settings.batching, self.metrics, self.runs,
+                                      self.tracing) if settings.batching else None
         self.manager = Manager(make_loader(options, self.metrics), options.max_num_load_retries,
                                options.load_retry_interval_micros / 1e6,
                                drain_timeout_s=options.grace_period_seconds,
@@ -87,7 +89,8 @@ class EngineServer:
         self.service = PredictionService(self.manager, self.executor, self.runs,
                                          self.core.configured_models, self.metrics, self.batcher,
                                          options.enable_signature_method_name_check,
-                                         self.request_logs, frozenset(options.tags))
+                                         self.request_logs, frozenset(options.tags),
+                                         self.tracing)
         self.metrics.is_known_model = self.core.is_configured
         self.metrics.refreshers.append(self._refresh_gauges)
         self.watchdog = Watchdog(options.stall_timeout_seconds, self.metrics,
@@ -104,7 +107,8 @@ class EngineServer:
         self.front_ends = FrontEnds(
             front_end_settings, self.service, self.engine_health, self.reloads, self.metrics,
             Listeners(shared_ports=count == 1, private=True),
-            ledger=self.frontend_processes.ledger if self.frontend_processes else None)
+            ledger=self.frontend_processes.ledger if self.frontend_processes else None,
+            tracing=self.tracing)
         self.stopping = asyncio.Event()
         self.poller: ConfigFilePoller | None = None
         self._initial: asyncio.Task | None = None
@@ -203,6 +207,7 @@ class EngineServer:
         await asyncio.to_thread(self.manager.stop)
         self.reloads.close()
         await asyncio.to_thread(self.request_logs.close)  # what was sampled is written
+        await asyncio.to_thread(self.tracing.shutdown)  # the spans still queued leave
         if self._initial:  # an initial load cut short by a signal: the stop ended its wait
             with contextlib.suppress(ServingError):
                 await self._initial

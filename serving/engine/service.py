@@ -38,6 +38,7 @@ from serving.engine.metrics import Metrics
 from serving.engine.request_log import RequestLogs
 from serving.engine.servable import Servable
 from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, SignatureInfo
+from serving.engine.tracing import OFF, Tracing
 from serving.engine.watchdog import ModelRuns
 from serving.errors import ServingError, invalid_argument
 
@@ -116,10 +117,13 @@ class PredictionService:
     def __init__(self, manager: Manager, executor: Executor, runs: ModelRuns,
                  configured_models: Callable[[], list[str]], metrics: Metrics,
                  batcher: BatchScheduler | None = None, check_method_names: bool = False,
-                 request_logs: RequestLogs | None = None, tags: frozenset[str] = frozenset()):
+                 request_logs: RequestLogs | None = None, tags: frozenset[str] = frozenset(),
+                 tracing: Tracing = OFF):
         """``request_logs``: where sampled calls are logged (``logging_config``); ``tags``:
-        the SavedModel tags served, written in each record's metadata."""
+        the SavedModel tags served, written in each record's metadata; ``tracing``: where a
+        model run's span goes (a batched one's: :mod:`serving.engine.batcher`)."""
         self._manager, self._runs = manager, runs
+        self._tracing = tracing
         self._request_logs, self._tags = request_logs, tags
         self._check_methods = check_method_names
         """``--enable_signature_method_name_check``."""
@@ -179,9 +183,21 @@ class PredictionService:
 
     async def _run(self, servable: Servable, api: str, fn: Callable, *args,
                    deadline: float | None = None):
-        """Run ``fn`` on the model executor (never on the event loop), timed and watched."""
-        future = self._executor.submit(self._runs.call, servable, api, fn, *args)
+        """Run ``fn`` on the model executor (never on the event loop), timed, watched and
+        (tracing on) in a ``model_run`` span under the request's."""
+        future = self._executor.submit(self._runs.call, servable, api, self._traced(fn), *args)
         return await self._await(future, deadline)
+
+    def _traced(self, fn: Callable) -> Callable:
+        context = request_context.current.get()
+        if not self._tracing.enabled or context is None or context.traceparent is None:
+            return fn
+        tracing, parent = self._tracing, context.traceparent
+
+        def run(*args):
+            with tracing.child("model_run", parent):
+                return fn(*args)
+        return run
 
     async def _predict_outputs(self, servable: Servable, signature: SignatureInfo,
                                inputs: Inputs, outputs: list[str], deadline: float | None):
