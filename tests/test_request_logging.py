@@ -234,3 +234,16 @@ def test_servectl_export_takes_its_warmup_from_the_log(logged, traffic, test_mod
     missing = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),
                            "--name", "other", "--warmup-from", str(tmp_path / "none"))
     assert missing.returncode == 2 and "no request log files there" in missing.stderr
+
+
+def test_servectl_inspect_summarizes_the_log(logged, traffic):
+    from tests.conftest import run_servectl
+
+    result = run_servectl("inspect", str(logged.prefix))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"request log {logged.prefix}: ")
+    total = len(list(read_logs(logged.prefix)))
+    assert f", {total} records, " in lines[0]
+    assert lines[1].startswith("  calls:      predict_log ") and "multi_inference_log 1" in lines[1]
+    assert lines[2] == f"  models:     {HPT} {total}"

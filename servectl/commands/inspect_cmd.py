@@ -1,4 +1,5 @@
-"""``servectl inspect``: what a model directory serves, like ``saved_model_cli show --all``."""
+"""``servectl inspect``: what a model directory serves, like ``saved_model_cli show --all``; or
+what a request log (``logging_config``) holds."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from serving.versions import parse_version
 EXAMPLE = """examples:
   servectl inspect models_dir                  # every model under a base path
   servectl inspect models_dir/digits_cnn       # every version of one model
-  servectl inspect models_dir/digits_cnn/2     # one version"""
+  servectl inspect models_dir/digits_cnn/2     # one version
+  servectl inspect /var/log/serving/mlp        # a request log (file, folder or prefix)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show versions, signatures, inputs and outputs",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", type=Path, help="base path, model directory or version directory")
+    p.add_argument("path", type=Path, help="base path, model directory, version directory or "
+                                           "request log")
     p.set_defaults(run=run)
 
 
@@ -71,8 +74,40 @@ def describe_model(model_dir: Path) -> list[str]:
     return lines
 
 
+def _is_request_log(path: Path) -> bool:
+    """A request log's file, folder of files or ``filename_prefix`` (``logging_config``)."""
+    if path.is_file():
+        return path.suffix == ".tfrecord"
+    if path.is_dir():
+        return any(path.glob("*.tfrecord")) and not _versions(path)
+    return path.parent.is_dir() and any(p.name.startswith(path.name) and p.suffix == ".tfrecord"
+                                        for p in path.parent.iterdir())
+
+
+def describe_request_log(path: Path) -> list[str]:
+    """Files, records, time span, and the mix of calls, models and signatures."""
+    from serving.engine.request_log import summarize
+
+    try:
+        summary = summarize(path)
+    except ValueError as e:  # a corrupt record: say where
+        raise UsageError(str(e)) from None
+
+    def mix(counts: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    span = f", {summary['first']} .. {summary['last']}" if summary["first"] else ""
+    return [f"request log {path}: {summary['files']} file(s), {summary['records']} records, "
+            f"{summary['bytes']} bytes{span}",
+            f"  calls:      {mix(summary['by_kind'])}",
+            f"  models:     {mix(summary['by_model'])}",
+            f"  signatures: {mix(summary['by_signature'])}"]
+
+
 def run(args: argparse.Namespace) -> int:
     path: Path = args.path
+    if _is_request_log(path):
+        print("\n".join(describe_request_log(path)))
+        return 0
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory")
     import_tensorflow()
