@@ -65,10 +65,12 @@ def export(model: str, base: Path):
 
 
 def start_engine(base: Path, model: str, batching: bool, max_batch: int,
-                 workers: int = 1, frontend_processes: int = 0) -> EngineProcess:
+                 workers: int = 1, frontend_processes: int = 0,
+                 extra: tuple[str, ...] = ()) -> EngineProcess:
+    """``extra``: more flags (a ``--model_config_file`` overrides the single-model ones)."""
     flags = [f"--model_name={model}", f"--model_base_path={base / model}",
              "--file_system_poll_wait_seconds=0", f"--workers={workers}",
-             f"--frontend_processes={frontend_processes}"]
+             f"--frontend_processes={frontend_processes}", *extra]
     if batching:
         config = base / "batching.config"
         config.write_text(BATCHING.format(size=max_batch, threads=os.cpu_count() or 1))

@@ -90,14 +90,14 @@ class OtlpReceiver:
     """An OTLP/gRPC trace receiver on 127.0.0.1; started on construction, stopped by
     :meth:`close` (or the ``with`` block's end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
         self.exports = 0  # Export calls received
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self),
                                                                   self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         self._server.start()
 
     @property
@@ -161,3 +161,49 @@ def otlp_receiver_fixture():
     does not shadow the import."""
     with OtlpReceiver() as receiver:
         yield receiver
+
+
+def format_trace(spans: list[ReceivedSpan]) -> str:
+    """One trace as an indented tree: name, duration, attributes, and the spans it links to."""
+    by_parent: dict[str, list[ReceivedSpan]] = {}
+    ids = {s.span_id for s in spans}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        by_parent.setdefault(span.parent_span_id if span.parent_span_id in ids else "", []
+                             ).append(span)
+    lines = []
+
+    def add(span: ReceivedSpan, depth: int) -> None:
+        attributes = " ".join(f"{k}={v}" for k, v in sorted(span.attributes.items()))
+        links = f" links={len(span.links)}" if span.links else ""
+        lines.append(f"{'  ' * depth}{span.name}  {(span.end_ns - span.start_ns) / 1e6:.2f} ms"
+                     f"  {attributes}{links}".rstrip())
+        for child in by_parent.get(span.span_id, []):
+            add(child, depth + 1)
+    for root in by_parent.get("", []):
+        add(root, 0)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """``python -m tests.otlp_receiver --port 4317``: print each trace as a tree once no span
+    of it has arrived for two seconds (for looking at what the engine exports)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=4317)
+    args = parser.parse_args()
+    printed: set[str] = set()
+    with OtlpReceiver(args.port) as receiver:
+        print(f"OTLP/gRPC receiver on {receiver.endpoint}", flush=True)
+        while True:
+            time.sleep(1)
+            spans, now = receiver.spans(), time.time_ns()
+            for trace_id in dict.fromkeys(s.trace_id for s in spans):
+                mine = [s for s in spans if s.trace_id == trace_id]
+                if trace_id not in printed and now - max(s.end_ns for s in mine) > 2e9:
+                    printed.add(trace_id)
+                    print(f"trace {trace_id}\n{format_trace(mine)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

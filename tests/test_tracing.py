@@ -219,3 +219,16 @@ def test_client_injection_continues_in_the_server(otlp_receiver):
         pass
     assert otlp_receiver.named("served").parent_span_id == CALLER_SPAN
     tracing.shutdown()
+
+
+def test_a_request_the_sampler_leaves_out_carries_no_parent_to_its_children(
+        otlp_receiver, monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    tracing = Tracing.from_settings(otlp_receiver.endpoint)
+    with tracing.server_span("request", {}, {"model": "m"}) as span:
+        assert span is not None and not span.is_recording()
+        assert tracing.traceparent(span) is None  # so no child span is even started
+    with tracing.child("decode", None) as child:
+        assert child is None
+    tracing.shutdown()
+    assert otlp_receiver.spans() == []

@@ -200,8 +200,10 @@ class Tracing:
 
     def traceparent(self, value: Parent) -> str | None:
         """The W3C ``traceparent`` of a span or context, to carry it across a process boundary
-        as a plain string; None when off or without a valid span."""
-        if self._tracer is None:
+        as a plain string; None when off, without a valid span, or for a span the sampler left
+        out (``OTEL_TRACES_SAMPLER``): its children would not be recorded, so nothing below a
+        request that is not sampled spends a cycle on tracing."""
+        if self._tracer is None or (isinstance(value, Span) and not value.is_recording()):
             return None
         context = _span_context(value)
         if context is None:
