@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 
 from benchmarks import external
 from benchmarks.frontends import MAX_BATCH
@@ -96,9 +97,6 @@ def measure(servers: dict, model: str, grpc_body: bytes, rest_body: bytes, level
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Per setting, protocol and level: the median over rounds, and the change against off."""
-    def median(values):
-        values = sorted(values)
-        return values[len(values) // 2]
     keys = dict.fromkeys((r["setting"], r["protocol"], r["concurrency"]) for r in rows)
     out = []
     for setting, protocol, level in keys:
