@@ -106,6 +106,7 @@ def describe_request_log(path: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     path: Path = args.path
     if _is_request_log(path):
+        import_tensorflow()  # its protos (TensorFlow's chatter kept off stderr)
         print("\n".join(describe_request_log(path)))
         return 0
     if not path.is_dir():
