@@ -84,10 +84,12 @@ class RequestLog:
         ``build()`` runs on the writer thread, so making the ``PredictionLog`` costs the request
         nothing. ``log_metadata.sampling_config`` is set from the config, and
         ``timestamp_secs`` (the time of this call) and ``model_spec.name`` where ``build`` left
-        them unset. A full queue (``max_queued``) or a retired logger drops the record and calls
-        ``on_dropped(model)``.
+        them unset. A call sampled just before a reload replaced this logger goes to the
+        model's new one; a full queue (``max_queued``), or a model whose logging the reload
+        removed, drops the record and calls ``on_dropped(model)``.
         """
-        if self.retired or not self._owner._put((self, build, time.time())):
+        logger = self._owner._by_model.get(self.model) if self.retired else self
+        if logger is None or not self._owner._put((logger, build, time.time())):
             self._owner._dropped(self.model)
 
     def _write(self, build: Build, stamp: float) -> bool:
