@@ -56,19 +56,22 @@ NOT_A_LIST = ("ServerModelConfig type not supported by HandleReloadConfigRequest
               "ModelConfigList is currently supported")
 
 
-def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
-    for item_key, value in context.invocation_metadata() or ():
+def _metadata_value(metadata, key: str) -> str | None:
+    for item_key, value in metadata:
         if item_key == key:
             return value
     return None
 
 
 def _request_model(request) -> str:
-    """The model a request names (MultiInference: its first task's), for logs."""
+    """The model a request names (MultiInference: its first task's; the Open Inference
+    Protocol's ``model_name`` or ``name``), for logs and spans."""
     if hasattr(request, "model_spec"):
         return request.model_spec.name
     tasks = getattr(request, "tasks", None)
-    return tasks[0].model_spec.name if tasks else ""
+    if tasks:
+        return tasks[0].model_spec.name
+    return getattr(request, "model_name", "") or getattr(request, "name", "")
 
 
 def _abort_on_error(method):
@@ -80,11 +83,11 @@ def _abort_on_error(method):
     async def wrapper(self, request, context):
         tracing: Tracing = self.tracing
         model = _request_model(request)
-        with tracing.server_span(f"gRPC {method.__name__} {model}".rstrip(),
-                                 context.invocation_metadata(),
+        metadata = context.invocation_metadata() or ()
+        with tracing.server_span(f"gRPC {method.__name__} {model}".rstrip(), metadata,
                                  {"model": model, "api": method.__name__,
                                   "entrypoint": "GRPC"}) as span:
-            current = request_context.begin(_metadata_value(context, REQUEST_ID_KEY), model,
+            current = request_context.begin(_metadata_value(metadata, REQUEST_ID_KEY), model,
                                             tracing.traceparent(span))
             tracing.annotate(span, {"request_id": current.request_id})
             context.set_trailing_metadata(((REQUEST_ID_KEY, current.request_id),))
