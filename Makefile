@@ -14,12 +14,18 @@ CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
+# The Open Inference Protocol's generated stubs and Triton's clients (--enable_v2_protocol and its
+# tests). Without its pins: it asks for protobuf<7, but its generated code runs on the protobuf 7
+# that grpcio-health-checking needs; its own dependencies are in pyproject.toml.
+TRITONCLIENT    := tritonclient==2.73.0
+
 .PHONY: install policy-tools system-deps test lint demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(TRITONCLIENT)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -69,7 +69,8 @@ class FrontEnds:
                                      self._options.rest_api_timeout_in_ms,
                                      self._options.rest_api_idle_timeout_seconds,
                                      self._options.rest_api_enable_cors_support,
-                                     settings.metrics_path, tracing)
+                                     settings.metrics_path, tracing,
+                                     self._options.enable_v2_protocol)
         self._service, self._reloads = service, reloads
         self._grpc: grpc.aio.Server | None = None  # built on the running loop, in start()
         self._stopping = asyncio.Event()
@@ -91,7 +92,9 @@ class FrontEnds:
         options, ssl_config = self._options, self._settings.ssl
         self._grpc = grpc_api.build_server(self._service, self._reloads, self.reporter,
                                            self.request_memory,
-                                           self._options.grpc_channel_arguments, self._tracing)
+                                           self._options.grpc_channel_arguments, self._tracing,
+                                           v2_health=self.health if self._options.enable_v2_protocol
+                                           else None)
         for address in self._grpc_addresses():
             if ssl_config:
                 self._grpc.add_secure_port(address, tls.grpc_credentials(ssl_config))

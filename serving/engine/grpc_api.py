@@ -340,9 +340,11 @@ def channel_arguments(text: str) -> list[tuple[str, str | int]]:
 
 
 def build_server(service: PredictionService, reloads: ReloadGate, health_reporter: HealthReporter,
-                 memory: RequestMemory, channel_args: str = "", tracing: Tracing = OFF
-                 ) -> grpc.aio.Server:
-    """A gRPC server with every service registered; ports are added by the caller."""
+                 memory: RequestMemory, channel_args: str = "", tracing: Tracing = OFF,
+                 v2_health: Health | None = None) -> grpc.aio.Server:
+    """A gRPC server with every service registered; ports are added by the caller.
+    ``v2_health``: also the Open Inference Protocol's service (:mod:`grpc_v2`), answering
+    liveness and readiness from it."""
     # --grpc_channel_arguments override the defaults, as in TensorFlow Serving (gRPC itself
     # would keep the first of two values for one key).
     options = {"grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -359,5 +361,10 @@ def build_server(service: PredictionService, reloads: ReloadGate, health_reporte
              model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME)
+    if v2_health is not None:
+        from serving.engine import grpc_v2
+
+        grpc_v2.add_to_server(server, service, v2_health, memory, tracing)
+        names += (grpc_v2.SERVICE_NAME,)
     reflection.enable_server_reflection(names, server)
     return server

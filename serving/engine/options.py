@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import inspect
 import os
 import textwrap
@@ -128,6 +129,9 @@ class ServerOptions:
     flag)."""
     grace_period_seconds: float = 30.0
     """On SIGTERM: how long requests in flight may take to finish (not a TF Serving flag)."""
+    enable_v2_protocol: bool = False
+    """Also serve the Open Inference Protocol (KServe V2): /v2 on the REST port and
+    inference.GRPCInferenceService on the gRPC port (not a TF Serving flag)."""
     tracing_otlp_endpoint: str = ""
     """OpenTelemetry: export spans over OTLP/gRPC to host:port (http://, or https:// for TLS);
     empty: the standard OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT variables, or off (not a TF
@@ -250,6 +254,9 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     if options.log_format not in log_format.FORMATS:
         raise FlagError(f"--log_format must be one of {', '.join(log_format.FORMATS)}; got "
                         f"{options.log_format!r}")
+    if options.enable_v2_protocol and importlib.util.find_spec("tritonclient") is None:
+        raise FlagError("--enable_v2_protocol needs the protocol's stubs from tritonclient: pip "
+                        "install --no-deps tritonclient==2.73.0 python-rapidjson")
     if options.tracing_otlp_endpoint:
         try:
             tracing.parse_endpoint(options.tracing_otlp_endpoint)

@@ -64,6 +64,7 @@ CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Method
 INT64_MAX = 2**63 - 1
 LIVENESS_PATH, READINESS_PATH = "/healthz", "/readyz"
 V1_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+V2_PREFIX = re.compile(r"/v2(/|$)")
 
 
 def _not_found() -> web.Response:
@@ -124,9 +125,15 @@ class RestApi:
     def __init__(self, service: PredictionService, health: Health, memory: RequestMemory,
                  decoders: BodyDecoders, timeout_ms: int, idle_timeout_s: float,
                  cors: bool = False, metrics_path: str | None = None,
-                 tracing: Tracing = OFF):
+                 tracing: Tracing = OFF, v2: bool = False):
+        """``v2``: also the Open Inference Protocol's /v2 routes (:mod:`rest_v2`)."""
         self._service, self._health = service, health
         self._tracing = tracing
+        self._v2 = None
+        if v2:
+            from serving.engine.rest_v2 import V2Rest
+
+            self._v2 = V2Rest(service, health)
         self._idle_timeout_s = idle_timeout_s
         self._memory, self._decoders = memory, decoders
         self._metrics_path = metrics_path
@@ -139,6 +146,8 @@ class RestApi:
         async def route(request: web.Request) -> web.Response:
             if V1_PREFIX.match(request.path):
                 return await self._v1(request)
+            if self._v2 is not None and V2_PREFIX.match(request.path):
+                return await self._v2_request(request)
             return (with_admin and await self._admin(request)) or _not_found()
         if self._memory.budget:
             parsable = self._memory.budget // JSON_PARSE_FACTOR
@@ -174,10 +183,29 @@ class RestApi:
         return None
 
     async def _v1(self, request: web.Request) -> web.Response:
-        """One /v1 request, in its span (continuing the caller's ``traceparent``); its request
-        id (``x-request-id``, or a new one) is current while it runs and comes back as a
-        header, on success and error alike."""
         model, api = _metric_labels(request)
+        return await self._serve(request, model, api, self._dispatch)
+
+    async def _v2_request(self, request: web.Request) -> web.Response:
+        from serving.engine import rest_v2
+
+        model, api = rest_v2.labels(request.method, request.raw_path.split("?", 1)[0])
+        return await self._serve(request, model, api, self._dispatch_v2)
+
+    async def _dispatch_v2(self, request: web.Request) -> tuple:
+        from serving.engine.rest_v2 import HEADER_LENGTH
+
+        body = await self._body(request) if request.method == "POST" else b""
+        factor = 2 if HEADER_LENGTH in request.headers else JSON_PARSE_FACTOR
+        with self._memory.reserve(len(body) * factor):
+            return await self._v2.dispatch(request.method, request.raw_path.split("?", 1)[0],
+                                           request.headers, body, self._deadline())
+
+    async def _serve(self, request: web.Request, model: str, api: str, dispatch
+                     ) -> web.Response:
+        """One API request, in its span (continuing the caller's ``traceparent``); its
+        request id (``x-request-id``, or a new one) is current while it runs and comes back
+        as a header, on success and error alike."""
         tracing = self._tracing
         with tracing.server_span(f"REST {api or request.method} {model}".rstrip(),
                                  request.headers, {"model": model, "api": api or "status",
@@ -186,22 +214,26 @@ class RestApi:
                                             tracing.traceparent(span))
             tracing.annotate(span, {"request_id": current.request_id})
             response = await self._answer(request, model, api, span, {
-                **self._headers, REQUEST_ID_KEY: current.request_id})
+                **self._headers, REQUEST_ID_KEY: current.request_id}, dispatch)
             if response.status >= 400:
                 tracing.annotate(span, {"http.status_code": response.status},
                                  error=f"HTTP {response.status}")
             return response
 
     async def _answer(self, request: web.Request, model: str, api: str, span,
-                      headers: dict) -> web.Response:
+                      headers: dict, dispatch) -> web.Response:
+        """``dispatch``'s answer: ``(body, served)``, or ``(body, served, extra headers,
+        status)``."""
         try:
             async with self._service.metrics.request(model, api, "REST") as record:
-                body, served = await self._dispatch(request)
+                body, served, *more = await dispatch(request)
                 if served is not None:
                     record.update(version=served.version, signature=served.signature_name)
                     self._tracing.annotate(span, {"version": served.version,
                                                   "signature": served.signature_name})
-            return web.Response(body=body, headers=headers)
+            extra, status = more or (None, 200)
+            return web.Response(body=body, status=status,
+                                headers={**headers, **extra} if extra else headers)
         except ServingError as e:
             return _error(e, headers)
         except (web.HTTPRequestEntityTooLarge, web.HTTPRequestTimeout) as e:
