@@ -189,3 +189,40 @@ def test_v2_calls_are_counted_under_their_own_api_label(v2_engine):
     count = metric(v2_engine.rest_url, ':tensorflow:serving:request_latency_count{'
                    'model_name="digits_mlp",API="ModelInfer",entrypoint="GRPC"}')
     assert count >= 1
+
+
+def test_v2_and_tensorflow_serving_calls_merge_into_one_batch(v2_engine, tmp_path):
+    """Nothing below the front ends knows the wire: a V2 infer and a TF Serving Predict for the
+    same model, version and signature share a batch (held open two seconds for both)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000000 }\n"
+                        "num_batch_threads { value: 1 }\n")
+    engine = EngineProcess(f"--model_base_path={v2_engine.base / 'digits_mlp'}",
+                           "--model_name=digits_mlp", "--enable_v2_protocol",
+                           "--enable_batching", f"--batching_parameters_file={batching}",
+                           monitoring_flag(tmp_path)).start()
+    pixels = rows(v2_engine, "digits_mlp", 1)["pixels"]
+    try:
+        def v2_call():
+            with client("grpc", engine) as c:
+                return c.infer("digits_mlp", infer_inputs("grpc", {"pixels": pixels}, True)
+                               ).as_numpy("probabilities")
+
+        def tf_call():
+            body = json.dumps({"instances": pixels.tolist()}).encode()
+            request = urllib.request.Request(
+                f"{engine.rest_url}/v1/models/digits_mlp:predict", data=body)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return np.asarray(json.loads(response.read())["predictions"])
+
+        with ThreadPoolExecutor(2) as pool:
+            v2_answer, tf_answer = pool.submit(v2_call), pool.submit(tf_call)
+            np.testing.assert_allclose(v2_answer.result()[:, :], tf_answer.result(),
+                                       rtol=1e-5, atol=1e-6)
+        batches = ":tensorflow:serving:batching_session:input_batch_size"
+        assert metric(engine.rest_url, f"{batches}_count") == 1
+        assert metric(engine.rest_url, f"{batches}_sum") == 2
+    finally:
+        assert engine.stop() == 0, engine.log()
