@@ -27,6 +27,10 @@ class Target:
     protocol: str
     address: str
     payload: bytes
+    method: str = PREDICT_METHOD
+    """The gRPC method called."""
+    headers: dict | None = None
+    """More REST headers (the Open Inference Protocol's binary data needs one)."""
 
 
 @dataclass
@@ -52,7 +56,7 @@ async def _grpc_worker(target: Target, stop_at: float, latencies: list, errors: 
     import grpc
 
     async with grpc.aio.insecure_channel(target.address) as channel:
-        call = channel.unary_unary(PREDICT_METHOD, request_serializer=None,
+        call = channel.unary_unary(target.method, request_serializer=None,
                                    response_deserializer=None)
         while time.monotonic() < stop_at:
             started = time.perf_counter()
@@ -65,11 +69,12 @@ async def _grpc_worker(target: Target, stop_at: float, latencies: list, errors: 
 
 async def _rest_worker(target: Target, stop_at: float, latencies: list, errors: list,
                        session) -> None:
+    headers = {**JSON, **(target.headers or {})}
     while time.monotonic() < stop_at:
         started = time.perf_counter()
         try:
             async with session.post(target.address, data=target.payload,
-                                    headers=JSON) as response:
+                                    headers=headers) as response:
                 await response.read()
                 if response.status != 200:
                     errors.append(1)
