@@ -42,7 +42,7 @@ def v2_bodies(model: str, example: dict[str, np.ndarray]) -> dict[str, tuple]:
                for alias, array in sorted(example.items())]
     as_json = orjson.dumps({"inputs": [
         {"name": a, "datatype": d, "shape": s, "data": codec_v2.to_json(v)}
-        for a, d, s, v in tensors]})
+        for a, d, s, v in tensors]}, option=orjson.OPT_SERIALIZE_NUMPY)
     raws = [codec_v2.to_raw(v) for *_, v in tensors]
     header = orjson.dumps({"inputs": [
         {"name": a, "datatype": d, "shape": s, "parameters": {"binary_data_size": len(r)}}

@@ -109,12 +109,14 @@ def from_json(name: str, datatype: str, shape: Any, data: Any) -> np.ndarray:
     return array.reshape(dims)
 
 
-def to_json(array: np.ndarray) -> list:
-    """``data`` of a JSON output: the flattened elements (BYTES as text where UTF-8)."""
-    flat = array.reshape(-1)
+def to_json(array: np.ndarray) -> list | np.ndarray:
+    """``data`` of a JSON output: the flattened elements (BYTES as text where UTF-8), for
+    ``orjson.dumps(..., option=orjson.OPT_SERIALIZE_NUMPY)``, which writes each number in its
+    own precision (a float32 as the shortest text that reads back as that float32)."""
+    flat = np.ascontiguousarray(array.reshape(-1))
     if array.dtype == object:
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-    return flat.tolist()
+    return flat
 
 
 def from_raw(name: str, datatype: str, shape: Any, raw: bytes) -> np.ndarray:

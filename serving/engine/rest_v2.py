@@ -158,7 +158,7 @@ class V2Rest:
                   "outputs": outputs}
         if "id" in document:
             answer["id"] = document["id"]
-        header = orjson.dumps(answer)
+        header = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
         if not raw:
             return header, result.served, None, 200
         return header + b"".join(raw), result.served, {
