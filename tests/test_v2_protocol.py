@@ -226,3 +226,32 @@ def test_v2_and_tensorflow_serving_calls_merge_into_one_batch(v2_engine, tmp_pat
         assert metric(engine.rest_url, f"{batches}_sum") == 2
     finally:
         assert engine.stop() == 0, engine.log()
+
+
+@pytest.mark.parametrize("wire", ["rest", "grpc"])
+def test_the_projects_clients_speak_v2(v2_engine, wire):
+    from serving.client import GrpcClient, RestClient, ServingClientError
+
+    make = (lambda: RestClient(v2_engine.rest_url, protocol="v2")) if wire == "rest" else \
+        (lambda: GrpcClient(v2_engine.grpc_target, protocol="v2"))
+    pixels = rows(v2_engine, "digits_mlp", 2)["pixels"]
+    texts = rows(v2_engine, "text_classifier", 2)
+    with make() as c:
+        got = c.predict("digits_mlp", pixels.tolist())  # Python values, typed by metadata
+        np.testing.assert_allclose(got["probabilities"], expected(
+            v2_engine, "digits_mlp", {"pixels": pixels})["probabilities"], rtol=1e-5,
+            atol=1e-6)
+        words = c.predict("text_classifier", texts)
+        np.testing.assert_allclose(words["probabilities"], expected(
+            v2_engine, "text_classifier", texts)["probabilities"], rtol=1e-5, atol=1e-6)
+        assert c.metadata("digits_cnn").signatures["serving_default"].inputs["image"].dtype \
+            == "DT_UINT8"
+        assert [s.version for s in c.status("digits_cnn")] == [1]
+        with pytest.raises(ServingClientError) as labelled:
+            c.predict("digits_mlp", pixels, label="stable")
+        with pytest.raises(ServingClientError) as missing:
+            c.status("digits_cnn", version=7)
+        if wire == "grpc":
+            assert sorted(m.name for m in c.list_models()) == sorted(MODELS)
+    assert labelled.value.code.name == "INVALID_ARGUMENT"
+    assert missing.value.code.name == "NOT_FOUND"

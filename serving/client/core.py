@@ -50,6 +50,14 @@ class Call(Generic[T]):
 Plan = Generator[Call, Any, T]
 
 
+@dataclass(frozen=True, slots=True)
+class RpcRequest:
+    """A unary gRPC call: the method's name (as in its ``.proto``) and its request message."""
+
+    method: str
+    message: Any
+
+
 class Calls(Protocol):
     """One wire's request builders (`RestCalls`, `GrpcCalls`)."""
 

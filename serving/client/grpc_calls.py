@@ -7,7 +7,6 @@ TensorFlow's protobuf classes (through `tensorflow-serving-api`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -25,7 +24,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import codec
-from serving.client.core import Call
+from serving.client.core import Call, RpcRequest
 from serving.client.errors import ServingClientError, client_errors
 from serving.client.queries import ModelRef, PredictQuery, invalid
 from serving.client.results import (
@@ -41,15 +40,6 @@ __all__ = ["GrpcCalls", "RpcRequest", "model_spec"]
 SIGNATURE_DEF = "signature_def"
 NO_MODEL_LIST = ("TensorFlow Serving's gRPC API has no model list; use RestClient.list_models "
                  "(GET /v1/models, the embedded engine's)")
-
-
-@dataclass(frozen=True, slots=True)
-class RpcRequest:
-    """A unary call: the method's name (as in `prediction_service.proto` /
-    `model_service.proto`) and its request message."""
-
-    method: str
-    message: Any
 
 
 def model_spec(ref: ModelRef) -> model_pb2.ModelSpec:

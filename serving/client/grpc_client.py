@@ -25,6 +25,7 @@ from serving.client.errors import ServingClientError
 from serving.client.grpc_calls import GrpcCalls, RpcRequest
 from serving.client.retry import RetryPolicy
 from serving.client.tracing import grpc_metadata
+from serving.client.v2_calls import V2GrpcCalls
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "channel_target"]
 
@@ -92,8 +93,12 @@ class _GrpcTransport:
                  retry: RetryPolicy | None = None, tls: bool = False,
                  root_certificates: Pem | None = None, private_key: Pem | None = None,
                  certificate_chain: Pem | None = None, server_name: str | None = None,
-                 options: Sequence[tuple[str, Any]] = (), metadata_ttl_s: float = 60.0) -> None:
-        super().__init__(GrpcCalls(), timeout_s, retry, metadata_ttl_s)  # type: ignore[call-arg]
+                 options: Sequence[tuple[str, Any]] = (), metadata_ttl_s: float = 60.0,
+                 protocol: str = "tfserving") -> None:
+        if protocol not in ("tfserving", "v2"):
+            raise ValueError(f"protocol must be 'tfserving' or 'v2'. Received: {protocol!r}")
+        calls = GrpcCalls() if protocol == "tfserving" else V2GrpcCalls()
+        super().__init__(calls, timeout_s, retry, metadata_ttl_s)  # type: ignore[call-arg]
         self.target = channel_target(targets)
         policy: RetryPolicy = self.retry  # type: ignore[attr-defined]
         channel_options = [
@@ -123,6 +128,12 @@ class _GrpcTransport:
             for name in ("Predict", "Classify", "Regress", "GetModelMetadata")}
         self._methods.update({name: getattr(models, name)
                               for name in ("GetModelStatus", "HandleReloadConfigRequest")})
+        if protocol == "v2":
+            from tritonclient.grpc import service_pb2_grpc
+
+            inference = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+            self._methods.update({name: getattr(inference, name) for name in
+                                  ("ModelInfer", "ModelMetadata", "RepositoryIndex")})
 
     def _method(self, call: Call) -> tuple[Callable, Any]:
         request: RpcRequest = call.request
@@ -148,6 +159,8 @@ class GrpcClient(_GrpcTransport, SyncApi):
             target's host.
         options: more channel arguments, e.g. `[("grpc.keepalive_time_ms", 30000)]`.
         metadata_ttl_s: how long a model's signatures are reused to name a bare input.
+        protocol: `"tfserving"` (TensorFlow Serving's gRPC API) or `"v2"` (the Open Inference
+            Protocol's `inference.GRPCInferenceService`, with tritonclient's stubs).
 
     Example:
         >>> with GrpcClient(["10.0.0.1:8500", "10.0.0.2:8500"]) as client:

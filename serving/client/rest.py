@@ -22,6 +22,7 @@ from serving.client.errors import ServingClientError
 from serving.client.rest_calls import HttpRequest, RestCalls
 from serving.client.retry import RetryPolicy
 from serving.client.tracing import inject_headers
+from serving.client.v2_calls import V2RestCalls
 
 __all__ = ["AsyncRestClient", "RestClient", "ssl_context"]
 
@@ -55,11 +56,14 @@ class _RestTransport:
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  retry: RetryPolicy | None = None, verify: bool | str | Path = True,
                  cert: Cert | None = None, max_connections: int = 10,
-                 metadata_ttl_s: float = 60.0) -> None:
+                 metadata_ttl_s: float = 60.0, protocol: str = "tfserving") -> None:
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://. Received: url={url!r}")
-        super().__init__(RestCalls(), timeout_s, retry, metadata_ttl_s)  # type: ignore[call-arg]
+        calls = {"tfserving": RestCalls, "v2": V2RestCalls}.get(protocol)
+        if calls is None:
+            raise ValueError(f"protocol must be 'tfserving' or 'v2'. Received: {protocol!r}")
+        super().__init__(calls(), timeout_s, retry, metadata_ttl_s)  # type: ignore[call-arg]
         self.url = url
         self._tls = ssl_context(verify, cert) if url.startswith("https://") else None
         self._verify = verify is not False
@@ -94,6 +98,8 @@ class RestClient(_RestTransport, SyncApi):
         cert: client certificate (and key) for mutual TLS, see `ssl_context`.
         max_connections: connections kept alive per host.
         metadata_ttl_s: how long a model's signatures are reused to read predict answers.
+        protocol: `"tfserving"` (TensorFlow Serving's REST API) or `"v2"` (the Open Inference
+            Protocol's `/v2`, see `serving.client.v2_calls`).
 
     Example:
         >>> with RestClient("http://localhost:8501") as client:
@@ -113,7 +119,8 @@ class RestClient(_RestTransport, SyncApi):
         try:
             response = self._pool.request(request.method, self.url + request.path,
                                           body=request.body, retries=False, redirect=False,
-                                          headers=inject_headers(dict(HEADERS)),
+                                          headers=inject_headers({**HEADERS,
+                                                                  **(request.headers or {})}),
                                           timeout=urllib3.Timeout(total=timeout))
         except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass
             raise self._unreachable(e, call.model) from None
@@ -146,7 +153,8 @@ class AsyncRestClient(_RestTransport, AsyncApi):
         try:
             async with self._open().request(
                     request.method, self.url + request.path, data=request.body,
-                    headers=inject_headers({}), allow_redirects=False,
+                    headers=inject_headers(dict(request.headers or {})),
+                    allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 answer = (r.status, await r.read())
         except TimeoutError:

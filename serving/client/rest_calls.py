@@ -50,6 +50,8 @@ class HttpRequest:
     method: str
     path: str
     body: bytes | None = None
+    headers: dict[str, str] | None = None
+    """More headers than the client's own (the V2 binary data's header length)."""
 
 
 def model_path(ref: ModelRef) -> str:
