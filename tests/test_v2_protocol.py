@@ -255,3 +255,18 @@ def test_the_projects_clients_speak_v2(v2_engine, wire):
             assert sorted(m.name for m in c.list_models()) == sorted(MODELS)
     assert labelled.value.code.name == "INVALID_ARGUMENT"
     assert missing.value.code.name == "NOT_FOUND"
+
+
+def test_servectl_predict_over_v2(v2_engine, tmp_path):
+    from tests.conftest import run_servectl
+
+    np.save(tmp_path / "rows.npy", rows(v2_engine, "digits_mlp", 2)["pixels"])
+    result = run_servectl("predict", "digits_mlp", "--grpc", v2_engine.grpc_target,
+                          "--protocol", "v2", "--npy", f"pixels={tmp_path / 'rows.npy'}")
+    assert result.returncode == 0, result.stderr
+    assert "probabilities: float32 (2, 10)" in result.stdout and " gRPC " in result.stdout
+    assert "V2)" in result.stdout
+    listed = run_servectl("predict", "--list", "--grpc", v2_engine.grpc_target,
+                          "--protocol", "v2")
+    assert listed.returncode == 0, listed.stderr
+    assert all(name in listed.stdout for name in MODELS)

@@ -30,6 +30,7 @@ EXAMPLE = """examples:
   servectl predict digits_cnn --grpc localhost:8500 --image digit.png --output-filter probabilities
   servectl predict wide_deep --rest http://localhost:8501 --json-file request.json
   servectl predict --list --rest http://localhost:8501
+  servectl predict digits_mlp --grpc localhost:8500 --protocol v2 --npy pixels=rows.npy
 
 --json / --json-file take {"input": value, ...}, a bare value for a single-input signature, or a
 TensorFlow Serving request body ({"instances": [...]} or {"inputs": ...}); values are typed by the
@@ -80,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--label", help="version label, e.g. stable or canary")
     p.add_argument("--signature", help="signature key (default: serving_default)")
     p.add_argument("--output-filter", metavar="A,B", help="only these outputs")
+    p.add_argument("--protocol", choices=("tfserving", "v2"), default="tfserving",
+                   help="TensorFlow Serving's API or the Open Inference Protocol (KServe V2: "
+                        "Triton, KServe, MLServer, and this engine with --enable_v2_protocol)")
     p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
                    help="deadline of each call in seconds, retries included (default: 30)")
     p.set_defaults(run=run)
@@ -87,9 +91,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_sources(args: argparse.Namespace) -> None:
     if args.list:
-        if args.grpc:
+        if args.grpc and args.protocol == "tfserving":
             raise UsageError("--list needs --rest: TensorFlow Serving's gRPC API has no model "
-                             "list")
+                             "list (or --protocol v2, whose gRPC API has one)")
+        if args.rest and args.protocol == "v2":
+            raise UsageError("--list with --protocol v2 needs --grpc: the protocol's REST API "
+                             "has no model list")
         return
     if not args.model:
         raise UsageError("give a model name, or --list")
@@ -107,7 +114,8 @@ def _client(args: argparse.Namespace):
         from serving.client.rest import RestClient
 
         try:
-            return RestClient(args.rest, timeout_s=args.timeout, retry=RetryPolicy())
+            return RestClient(args.rest, timeout_s=args.timeout, retry=RetryPolicy(),
+                              protocol=args.protocol)
         except ValueError as e:
             raise UsageError(f"--rest: {e}") from None
     from servectl.tensorflow_import import import_tensorflow
@@ -116,7 +124,8 @@ def _client(args: argparse.Namespace):
     from serving.client.grpc_client import GrpcClient
 
     try:
-        return GrpcClient(args.grpc, timeout_s=args.timeout, retry=RetryPolicy())
+        return GrpcClient(args.grpc, timeout_s=args.timeout, retry=RetryPolicy(),
+                          protocol=args.protocol)
     except ValueError as e:
         raise UsageError(f"--grpc: {e}") from None
 
@@ -232,6 +241,7 @@ def _predict(args: argparse.Namespace, client: Any) -> int:
     for name in sorted(outputs):
         print(format_output(name, outputs[name]))
     wire = f"REST {args.rest}" if args.rest else f"gRPC {args.grpc}"
+    wire += " V2" if args.protocol == "v2" else ""
     print(f"latency: {latency_ms:.1f} ms ({args.model} version {metadata.version}, signature "
           f"{key}, {wire})")
     return 0
