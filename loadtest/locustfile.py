@@ -70,6 +70,8 @@ def _add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="examples per request")
     parser.add_argument("--payload-npz", default="", help=".npz of real rows, one array per input")
     parser.add_argument("--replay", default="", help="a request log to replay, in logged order")
+    parser.add_argument("--api-protocol", choices=("tfserving", "v2"), default="tfserving",
+                        help="TensorFlow Serving's API or the Open Inference Protocol (V2)")
     parser.add_argument("--shape", choices=stages.SHAPES, default="constant", help="load shape")
     parser.add_argument("--step-users", type=int, default=None, help="step of steps/base of spike")
     parser.add_argument("--step-duration", type=float, default=None,
@@ -113,10 +115,14 @@ def _prepare(environment, options) -> None:
     if options.replay:
         _prepare_replay(options, protocols)
         return
-    specs = (signature.fetch_rest(environment.host, RUN.target) if environment.host
-             else signature.fetch_grpc(options.grpc_target, RUN.target))
+    if options.api_protocol == "v2":
+        specs = signature.fetch_v2(environment.host, options.grpc_target, RUN.target)
+    else:
+        specs = (signature.fetch_rest(environment.host, RUN.target) if environment.host
+                 else signature.fetch_grpc(options.grpc_target, RUN.target))
     npz = Path(options.payload_npz) if options.payload_npz else None
-    RUN.bodies = payloads.build(specs, RUN.target, protocols, options.batch_size, npz).bodies
+    RUN.bodies = payloads.build(specs, RUN.target, protocols, options.batch_size, npz,
+                                api=options.api_protocol).bodies
 
 
 def _prepare_replay(options, protocols: tuple[str, ...]) -> None:
@@ -173,7 +179,8 @@ class RestUser(FastHttpUser):
     concurrency = 1
 
     def on_start(self) -> None:
-        self.path = RUN.target.rest_path(":predict")
+        v2 = self.environment.parsed_options.api_protocol == "v2"
+        self.path = RUN.target.v2_path("/infer") if v2 else RUN.target.rest_path(":predict")
         self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
 
     @task
@@ -202,8 +209,10 @@ class GrpcUser(User):
         options = self.environment.parsed_options
         self.channel = grpc.insecure_channel(options.grpc_target,
                                              options=[("grpc.use_local_subchannel_pool", 1)])
-        self.call = self.channel.unary_unary(signature.PREDICT_METHOD)
-        self.name = f"Predict {RUN.target.model}"
+        v2 = options.api_protocol == "v2"
+        self.call = self.channel.unary_unary(signature.V2_INFER_METHOD if v2
+                                             else signature.PREDICT_METHOD)
+        self.name = f"{'ModelInfer' if v2 else 'Predict'} {RUN.target.model}"
         self.calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
         self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
 

@@ -9,7 +9,9 @@ loop only sends bytes, and caches keyed on the body cannot flatter the server.
 
 Both encodings go through the one tensor codec (`serving.codec`): the REST body is the
 columnar ``{"inputs": ...}`` document, which has exactly the shape of a columnar response
-(``{"outputs": ...}``), and the gRPC body a serialized ``PredictRequest``.
+(``{"outputs": ...}``), and the gRPC body a serialized ``PredictRequest``. Over the Open
+Inference Protocol (``api="v2"``) they are a V2 infer body with JSON tensors and a serialized
+``ModelInferRequest`` (`serving.codec_v2`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,37 @@ def grpc_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
     return request.SerializeToString()
 
 
+def v2_rest_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+    """An Open Inference Protocol infer body with JSON tensors."""
+    from serving import codec_v2
+
+    return orjson.dumps({"inputs": [
+        {"name": name, "datatype": codec_v2.datatype_of(value), "shape": list(value.shape),
+         "data": codec_v2.to_json(value)} for name, value in sorted(arrays.items())]},
+        option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def v2_grpc_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+    """A serialized ``inference.ModelInferRequest`` (``raw_input_contents``)."""
+    from tritonclient.grpc import service_pb2
+
+    from serving import codec_v2
+
+    request = service_pb2.ModelInferRequest(
+        model_name=target.model,
+        model_version="" if target.version is None else str(target.version))
+    for name, value in sorted(arrays.items()):
+        request.inputs.add(name=name, datatype=codec_v2.datatype_of(value),
+                           shape=list(value.shape))
+        request.raw_input_contents.append(codec_v2.to_raw(value))
+    return request.SerializeToString()
+
+
+ENCODERS = {"tfserving": {"rest": rest_body, "grpc": grpc_body},
+            "v2": {"rest": v2_rest_body, "grpc": v2_grpc_body}}
+"""API -> protocol -> encoder."""
+
+
 @dataclass(frozen=True)
 class Payloads:
     """Pre-encoded bodies per protocol (``rest``/``grpc``), cycled through by the users."""
@@ -126,7 +159,7 @@ class Payloads:
 
 
 def build(specs: list[InputSpec], target: Target, protocols: tuple[str, ...], batch: int = 1,
-          npz: Path | None = None, seed: int = 0) -> Payloads:
+          npz: Path | None = None, seed: int = 0, api: str = "tfserving") -> Payloads:
     """Encodes the body pool for each protocol.
 
     Raises:
@@ -135,7 +168,7 @@ def build(specs: list[InputSpec], target: Target, protocols: tuple[str, ...], ba
     rng = np.random.default_rng(seed)
     batches = (npz_batches(npz, specs, batch) if npz
                else [synthesize(specs, batch, rng) for _ in range(POOL)])
-    encoders = {"rest": rest_body, "grpc": grpc_body}
+    encoders = ENCODERS[api]
     try:
         bodies = {p: [encoders[p](arrays, target) for arrays in batches] for p in protocols}
     except ServingError as e:

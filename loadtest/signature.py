@@ -21,6 +21,7 @@ from serving.errors import ServingError
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 METADATA_METHOD = "/tensorflow.serving.PredictionService/GetModelMetadata"
+V2_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
 class SignatureError(Exception):
@@ -51,6 +52,12 @@ class Target:
         elif self.label:
             path += f"/labels/{self.label}"
         return path + suffix
+
+    def v2_path(self, suffix: str = "") -> str:
+        """``/v2/models/m[/versions/v]`` + ``suffix`` (``/infer``): the Open Inference
+        Protocol has no labels."""
+        path = f"/v2/models/{self.model}"
+        return (f"{path}/versions/{self.version}" if self.version is not None else path) + suffix
 
     def fill_model_spec(self, spec: Any) -> None:
         """Writes the target into a ``tensorflow.serving.ModelSpec`` message."""
@@ -143,3 +150,42 @@ def fetch_grpc(address: str, target: Target, timeout: float = 10) -> list[InputS
     response.metadata["signature_def"].Unpack(signature_map)
     document = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
     return parse_inputs(document, target)
+
+
+def fetch_v2(rest_url: str | None, grpc_address: str | None, target: Target,
+             timeout: float = 10) -> list[InputSpec]:
+    """Reads the inputs from the Open Inference Protocol's model metadata (REST when given,
+    else gRPC), through the project's client.
+
+    Raises:
+        SignatureError: the server is unreachable, answered with an error, or the target
+            names a label (V2 has none).
+    """
+    from serving.client import ServingClientError
+
+    if target.label:
+        raise SignatureError("the Open Inference Protocol has no version labels; give a "
+                             "version")
+    if rest_url:
+        from serving.client import RestClient
+
+        client = RestClient(rest_url, timeout_s=timeout, protocol="v2")
+    else:
+        from loadtest.protos import serving_apis
+
+        serving_apis()  # TensorFlow's protos without its runtime (the gRPC client's imports)
+        from serving.client import GrpcClient
+
+        client = GrpcClient(grpc_address, timeout_s=timeout, protocol="v2")
+    try:
+        with client:
+            metadata = client.metadata(target.model, version=target.version)
+    except ServingClientError as e:
+        raise SignatureError(f"V2 model metadata of {target.model!r}: {e}") from None
+    signature = metadata.signatures.get("serving_default")
+    if target.signature != "serving_default" or signature is None:
+        raise SignatureError("the Open Inference Protocol describes serving_default only; "
+                             f"{target.signature!r} cannot be load-tested over it")
+    return [InputSpec(name, resolve(spec.dtype), None if spec.shape is None else tuple(
+        -1 if d is None else d for d in spec.shape))
+        for name, spec in sorted(signature.inputs.items())]

@@ -270,3 +270,19 @@ def test_servectl_predict_over_v2(v2_engine, tmp_path):
                           "--protocol", "v2")
     assert listed.returncode == 0, listed.stderr
     assert all(name in listed.stdout for name in MODELS)
+
+
+def test_servectl_loadtest_over_v2(v2_engine, tmp_path):
+    from tests.conftest import run_servectl
+
+    result = run_servectl("loadtest", "--rest", v2_engine.rest_url, "--grpc",
+                          v2_engine.grpc_target, "--model", "digits_cnn", "--protocol", "v2",
+                          "--users", "2", "--duration", "2s", "--out", str(tmp_path),
+                          "--slo-error-rate", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "over REST+gRPC (V2)" in result.stdout
+    stats = (tmp_path / "locust_stats.csv").read_text()
+    assert "/v2/models/digits_cnn/infer" in stats and "ModelInfer digits_cnn" in stats
+    count = metric(v2_engine.rest_url, ':tensorflow:serving:request_count{'
+                   'model_name="digits_cnn",status="OK"}')
+    assert count > 0

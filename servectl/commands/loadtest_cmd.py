@@ -77,6 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive(int), default=1, help="examples per request")
     p.add_argument("--payload-npz", type=Path,
                    help=".npz of real rows, one array per input name (default: synthetic)")
+    p.add_argument("--protocol", choices=("tfserving", "v2"), default="tfserving",
+                   help="TensorFlow Serving's API or the Open Inference Protocol (KServe V2)")
     p.add_argument("--replay", type=Path, metavar="LOGS",
                    help="send a request log's calls (logging_config's files: a file, folder or "
                         "filename_prefix) in logged order instead of synthetic bodies")
@@ -115,6 +117,9 @@ def plan_run(args: argparse.Namespace):
         raise UsageError("give --model NAME (or --replay LOGS)")
     if args.replay and args.payload_npz:
         raise UsageError("give --replay or --payload-npz, not both")
+    if args.replay and args.protocol == "v2":
+        raise UsageError("--replay sends TensorFlow Serving's calls as logged; drop "
+                         "--protocol v2")
     if args.version is not None and args.label:
         raise UsageError("give --version or --label, not both")
     if not 0 <= args.slo_error_rate <= 1:
@@ -143,7 +148,7 @@ def plan_run(args: argparse.Namespace):
     shape_args = ["--shape", shape, "--step-duration", f"{args.duration:g}"]
     shape_args += ["--step-users", str(args.step_users)] if args.step_users else []
     shape_args += ["--levels", ",".join(map(str, levels))] if levels else []
-    payload_args = ["--batch-size", str(args.batch_size)]
+    payload_args = ["--batch-size", str(args.batch_size), "--api-protocol", args.protocol]
     payload_args += ["--payload-npz", str(args.payload_npz.resolve())] if args.payload_npz else []
     payload_args += ["--replay", str(args.replay.resolve())] if args.replay else []
     slo = Slo(args.slo_p99_ms, args.slo_error_rate, args.slo_min_rps)
@@ -186,9 +191,13 @@ def _precheck_payload(config, args: argparse.Namespace, protocols: tuple[str, ..
     from loadtest import payloads, signature
 
     try:
-        specs = (signature.fetch_rest(config.rest, config.target) if config.rest
-                 else signature.fetch_grpc(config.grpc, config.target))
-        payloads.build(specs, config.target, protocols, args.batch_size, args.payload_npz)
+        if args.protocol == "v2":
+            specs = signature.fetch_v2(config.rest, config.grpc, config.target)
+        else:
+            specs = (signature.fetch_rest(config.rest, config.target) if config.rest
+                     else signature.fetch_grpc(config.grpc, config.target))
+        payloads.build(specs, config.target, protocols, args.batch_size, args.payload_npz,
+                       api=args.protocol)
     except (signature.SignatureError, payloads.PayloadError) as e:
         raise UsageError(str(e)) from None
 
@@ -228,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     precheck(config, args)
     protocols = "+".join(p for p, on in (("REST", args.rest), ("gRPC", args.grpc)) if on)
     levels = ",".join(str(s.users) for s in config.stages)
+    protocols += " (V2)" if args.protocol == "v2" else ""
     print(f"load test: {args.model or 'the logged models'} over {protocols}, {levels} users, "
           f"{args.duration:g}s per level, {config.processes} Locust process(es); SLO "
           f"{slo.describe()}", flush=True)
