@@ -100,8 +100,9 @@ def from_json(name: str, datatype: str, shape: Any, data: Any) -> np.ndarray:
                 raise TypeError
             array = np.asarray(values, dtype=bool)
         else:
-            if any(isinstance(v, bool | str) or v is None for v in values):
-                raise TypeError
+            number = int if dtype.kind in "iu" else (int, float)
+            if not all(isinstance(v, number) and not isinstance(v, bool) for v in values):
+                raise TypeError  # 1.5 is no INT32, "1" no FP32
             array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
         raise invalid_argument(f"input '{name}': data does not hold {datatype} values"

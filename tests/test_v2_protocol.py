@@ -286,3 +286,37 @@ def test_servectl_loadtest_over_v2(v2_engine, tmp_path):
     count = metric(v2_engine.rest_url, ':tensorflow:serving:request_count{'
                    'model_name="digits_cnn",status="OK"}')
     assert count > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_dtype_the_engine_serves_maps_both_ways(test_models, kind):
+    """The ``dtypes`` test model echoes one input of each dtype: each V2 datatype reaches the
+    signature's dtype and comes back as the same datatype."""
+    module = module_for(kind)
+    sent = {"f32": ("FP32", np.float32([1.5, -2])), "f64": ("FP64", np.float64([1 / 3, 2])),
+            "i32": ("INT32", np.int32([-7, 2**31 - 1])), "i64": ("INT64", np.int64([2**40, -1])),
+            "u8": ("UINT8", np.uint8([0, 255])), "i8": ("INT8", np.int8([-128, 5])),
+            "b": ("BOOL", np.array([True, False])),
+            "s": ("BYTES", np.array([b"ab", b"\xc3\xa9"], dtype=object))}
+    engine = EngineProcess(f"--model_base_path={test_models['dtypes']}", "--model_name=dtypes",
+                           "--enable_v2_protocol").start()
+    try:
+        inputs = []
+        for alias, (datatype, array) in sent.items():
+            tensor = module.InferInput(alias, [2], datatype)
+            if kind == "http":
+                tensor.set_data_from_numpy(array, binary_data=True)
+            else:
+                tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        with client(kind, engine) as c:
+            result = c.infer("dtypes", inputs)
+        response = result.get_response()
+        outputs = response["outputs"] if kind == "http" else [
+            {"name": o.name, "datatype": o.datatype} for o in response.outputs]
+        datatypes = {o["name"]: o["datatype"] for o in outputs}
+        for alias, (datatype, array) in sent.items():
+            assert datatypes[f"{alias}_out"] == datatype
+            assert result.as_numpy(f"{alias}_out").tolist() == array.tolist(), alias
+    finally:
+        assert engine.stop() == 0, engine.log()
