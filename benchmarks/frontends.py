@@ -24,8 +24,8 @@ from benchmarks import external, noop_server
 from benchmarks.inprocess import in_process_limit
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
-from servectl.table import format_table
 from serving.engine.cpus import usable_cpus
+from serving.tables import format_table
 
 MAX_BATCH = 64
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from servectl.table import format_table
 from serving.codec_json import decode_predict_document, decode_predict_json, parse_predict_json
 from serving.codec_json_encode import encode_predict_json
+from serving.tables import format_table
 
 SHAPES = {"MLP example": (1, 64), "CNN image": (1, 28, 28, 1),
           "MobileNetV2 image": (1, 224, 224, 3)}

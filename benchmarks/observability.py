@@ -27,7 +27,7 @@ from benchmarks import external
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
-from servectl.table import format_table
+from serving.tables import format_table
 
 SETTINGS = ("off", "request log 1.0", "tracing", "tracing 1%", "both")
 SAMPLED_1_PERCENT = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import external
 from benchmarks.run import export, payloads, start_engine
-from servectl.table import format_table
+from serving.tables import format_table
 
 SAMPLES_PER_S = 250
 

@@ -27,7 +27,7 @@ from benchmarks.frontends import MAX_BATCH
 from benchmarks.loadgen import Target, run_level
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
-from servectl.table import format_table
+from serving.tables import format_table
 
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 

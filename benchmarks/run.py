@@ -31,7 +31,7 @@ from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import LevelResult, Target, run_level
 from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess, free_port
-from servectl.table import format_table
+from serving.tables import format_table
 
 MODES = ("grpc+batching", "grpc", "rest+batching", "rest", "flask", "noop-grpc", "noop-rest")
 BATCHING = """max_batch_size {{ value: {size} }}

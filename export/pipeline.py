@@ -24,7 +24,14 @@ from export.errors import ExportError, VersionExistsError
 from export.signatures import PREDICT_KEY
 from export.sources import ExportSource
 from export.tflite import TFLITE_FILE
-from export.variants import DEFAULT_MAX_DROP, VariantBuilder, VariantRow
+from export.variants import (
+    DEFAULT_MAX_DROP,
+    TABLE_FILE,
+    VariantBuilder,
+    VariantRow,
+    variant_model,
+    variant_table,
+)
 from models.data import Arrays
 from serving.engine.request_log import read_logs
 
@@ -81,16 +88,20 @@ def _write_metadata(version_dir: Path, metadata: dict) -> None:
     path.write_text(json.dumps(metadata, indent=2, default=str) + "\n")
 
 
-def _publish_auto(staged: Path, model_dir: Path, version: int | None, metadata: dict) -> int:
+def _publish_auto(staged: Path, model_dir: Path, version: int | None, metadata: dict,
+                  rows: list[VariantRow]) -> int:
     """Publish at ``version``, or at the next free one, retrying if a concurrent export wins.
 
-    The metadata is written with the final version number *before* the rename, so a published
-    version directory is never modified afterwards.
+    The metadata and the variant table are written with the final version number *before*
+    the rename, so a published version directory is never modified afterwards.
     """
     for _ in range(AUTO_VERSION_ATTEMPTS):
         candidate = version if version is not None else publish.next_version(model_dir)
         metadata["version"] = candidate
         _write_metadata(staged, metadata)
+        if rows:
+            (staged / TABLE_FILE).write_text(
+                variant_table(metadata["model"], candidate, rows) + "\n")
         try:
             publish.publish(staged, model_dir, candidate)
             return candidate
@@ -103,7 +114,7 @@ def _publish_auto(staged: Path, model_dir: Path, version: int | None, metadata: 
 
 def _publish_variant(base_path: Path, source: ExportSource, row: VariantRow, version: int,
                      inputs: Arrays, metadata: dict) -> Path:
-    model_name = f"{source.name}_{row.variant}"
+    model_name = variant_model(source.name, row.variant)
     model_dir = base_path / model_name
     with publish.staging_dir(model_dir) as staged:
         staged.mkdir()
@@ -174,7 +185,7 @@ def _export(source: ExportSource, base_path: Path, model_dir: Path, version: int
                 _step(f"building TFLite variant {variant}", progress)
                 rows.append(builder.build(variant, rows[0]))
         metadata = _metadata(source, keys, diff, records, rows, staged)
-        published = _publish_auto(staged, model_dir, version, metadata)
+        published = _publish_auto(staged, model_dir, version, metadata, rows)
     report = ExportReport(source.name, published, model_dir / str(published), diff, records,
                           source.metrics, rows)
     for row in rows[1:]:

@@ -25,9 +25,12 @@ from export.sources import ExportSource
 from export.verify import load_as_served, run_signature
 from models import evaluation
 from models.data import Arrays
+from serving.tables import format_table
 
 DEFAULT_MAX_DROP = 0.02
 LATENCY_ROWS = 50
+TABLE_FILE = Path("assets.extra") / "variants.txt"
+"""The variant table, written into the SavedModel's version before it is published."""
 
 
 @dataclass
@@ -45,6 +48,25 @@ class VariantRow:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in vars(self).items() if k != "flatbuffer"}
+
+
+def variant_model(model: str, variant: str) -> str:
+    """The model name a TFLite variant is published under (its own base path)."""
+    return f"{model}_{variant}"
+
+
+def variant_table(model: str, version: int, rows: list[VariantRow]) -> str:
+    """What each variant scored and where it serves (``<model>_<variant>/<version>``)."""
+    def served_as(row: VariantRow) -> str:
+        if row.variant == "savedmodel":
+            return f"{model}/{version}"
+        return "refused" if row.refused else f"{variant_model(model, row.variant)}/{version}"
+    metric = next((r.metric for r in rows if r.metric), None) or "metric"
+    cells = [(r.variant, served_as(r), r.size_bytes or "",
+              "" if r.value is None else f"{r.value:.4f}",
+              "" if r.delta is None else f"{r.delta:+.4f}",
+              "" if r.latency_ms is None else f"{r.latency_ms:.3f}") for r in rows]
+    return format_table(["variant", "served as", "bytes", metric, "delta", "ms/example"], cells)
 
 
 def mean_latency_ms(call: Callable[[Arrays], object], inputs: Arrays,

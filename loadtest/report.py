@@ -22,7 +22,7 @@ from loadtest.samples import ProcessUsage, Samples
 from loadtest.slo import Slo, Verdict, judge
 from loadtest.stages import Level
 from loadtest.stats import Stability, Summary, stability, summarize, windows
-from servectl.table import format_table
+from serving.tables import format_table
 
 ALL = "all"
 T = TypeVar("T")

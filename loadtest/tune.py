@@ -26,8 +26,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from servectl.table import format_table
 from serving.engine.config_protos import BatchingParameters
+from serving.tables import format_table
 
 DEFAULT_MAX_BATCH_SIZES = (8, 16, 32)
 DEFAULT_TIMEOUTS_US = (0, 1000, 2000, 5000, 10000)

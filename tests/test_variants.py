@@ -86,3 +86,26 @@ def test_text_model_has_no_tflite_variant_and_says_why(zoo_source, tmp_path):
 ])
 def test_relative_drop(kind, baseline, value, drop):
     assert relative_drop(zoo.Head("y", kind), baseline, value) == pytest.approx(drop, abs=1e-4)
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_published_version_never_changes_after_the_rename(cnn_export, capsys):
+    """Everything a version holds, the variant table included, is written before it is
+    published (a polling server may already be loading it); what `servectl export` prints
+    afterwards touches nothing."""
+    from export.variants import TABLE_FILE, variant_table
+    from servectl.commands.export_cmd import _print_report
+
+    _, report = cnn_export
+    published = _files(report.path)
+    assert str(TABLE_FILE) in published
+    table = variant_table(report.model, report.version, report.variants)
+    assert (report.path / TABLE_FILE).read_text() == table + "\n"
+    assert "int8        digits_cnn_int8/1" in table
+    _print_report(report)
+    assert table in capsys.readouterr().out
+    assert _files(report.path) == published

@@ -10,7 +10,6 @@ from pathlib import Path
 from export import publish
 from models import zoo
 from servectl.errors import UsageError
-from servectl.table import format_table
 from servectl.tensorflow_import import import_tensorflow
 from serving.versions import MAX_VERSION, parse_version
 
@@ -107,26 +106,12 @@ def _print_report(report) -> None:
     if report.metrics:
         print("  held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in report.metrics.items()))
     if report.variants:
-        table = variant_table(report)
-        print(table)
-        (report.path / "assets.extra" / "variants.txt").write_text(table + "\n")
+        from export.variants import variant_table
+
+        print(variant_table(report.model, report.version, report.variants))
     for row in report.variants:
         if row.refused:
             print(f"refused: {row.refused}", file=sys.stderr)
-
-
-def variant_table(report) -> str:
-    def served_as(row) -> str:
-        if row.variant == "savedmodel":
-            return f"{report.model}/{report.version}"
-        path = report.variant_paths.get(row.variant)
-        return f"{path.parent.name}/{report.version}" if path else "refused"
-    metric = next((r.metric for r in report.variants if r.metric), None) or "metric"
-    rows = [(r.variant, served_as(r), r.size_bytes or "",
-             "" if r.value is None else f"{r.value:.4f}",
-             "" if r.delta is None else f"{r.delta:+.4f}",
-             "" if r.latency_ms is None else f"{r.latency_ms:.3f}") for r in report.variants]
-    return format_table(["variant", "served as", "bytes", metric, "delta", "ms/example"], rows)
 
 
 def run(args: argparse.Namespace) -> int:

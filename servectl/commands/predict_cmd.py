@@ -249,7 +249,7 @@ def _predict(args: argparse.Namespace, client: Any) -> int:
 
 def format_models(listings: list) -> str:
     """One row per version: model, version, state, its labels (and a failed load's error)."""
-    from servectl.table import format_table
+    from serving.tables import format_table
 
     rows = []
     for model in listings:

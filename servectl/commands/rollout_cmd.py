@@ -16,8 +16,8 @@ from pathlib import Path
 
 from servectl.commands.up_cmd import DEFAULT_STATE
 from servectl.errors import UsageError
-from servectl.table import format_table
 from servectl.tensorflow_import import import_tensorflow
+from serving.tables import format_table
 
 EXAMPLE = """examples:
   servectl rollout digits_cnn --canary 2      # load v2 next to stable, label it canary

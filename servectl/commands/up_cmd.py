@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from servectl.errors import UsageError
-from servectl.table import format_table
 from servectl.tensorflow_import import import_tensorflow
+from serving.tables import format_table
 
 DEFAULT_STATE = Path(".servectl/up")
 EXAMPLE = """examples:

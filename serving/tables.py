@@ -1,4 +1,5 @@
-"""Plain-text and Markdown tables for command output."""
+"""Plain-text and Markdown tables for command output (the CLI, load-test reports, export's variant
+table, benchmarks): below every package that prints one."""
 
 from __future__ import annotations
 
