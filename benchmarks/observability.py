@@ -9,7 +9,8 @@ All five engines (batching 64, timeout 0, the default front-end processes) are u
 driven in turn, level by level and round by round, with wrk (REST) and h2load (gRPC), so drift
 on a shared machine falls on each alike. Prints throughput, latency and the server's CPU per
 request (every process of its tree), each against "off" at the same point, and writes
-``<out>/observability-<model>.json`` and ``.png``.
+``<out>/observability-<model>.json`` and ``.png``. ``--micro`` measures only what the request
+path itself pays, in-process (``<out>/observability-micro.json``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
+import timeit
 from pathlib import Path
 from statistics import median
 
-from benchmarks import external
+from tensorflow_serving.apis import prediction_log_pb2
+
+from benchmarks import external, frontends
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
@@ -77,22 +80,11 @@ def _flags(setting: str, logged: Path, endpoint: str) -> tuple[str, ...]:
 
 def measure(servers: dict, model: str, grpc_body: bytes, rest_body: bytes, levels: list[int],
             duration: float, rounds: int) -> list[dict]:
-    rows = []
-    for round_ in range(rounds):
-        for level in levels:
-            for name, (pid, grpc_address, rest_url) in servers.items():
-                for protocol in ("REST", "gRPC"):
-                    measured = (external.wrk(f"{rest_url}/v1/models/{model}:predict", rest_body,
-                                             level, duration, pid) if protocol == "REST" else
-                                external.h2load(grpc_address, grpc_body, level, duration, pid))
-                    row = {"setting": name, "protocol": protocol, "round": round_,
-                           **measured.row()}
-                    print(f"  round {round_} {name:<16} {protocol:<4} c={level:<3} "
-                          f"{row['throughput']:8.1f} req/s "
-                          f"{row['server_cpu_us_per_request']:7.1f} µs CPU/request",
-                          file=sys.stderr, flush=True)
-                    rows.append(row)
-    return rows
+    """:func:`benchmarks.frontends.measure` ``rounds`` times, each row named by its setting."""
+    return [{**{k: v for k, v in row.items() if k != "server"}, "setting": row["server"],
+             "round": round_}
+            for round_ in range(rounds)
+            for row in frontends.measure(servers, model, grpc_body, rest_body, levels, duration)]
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -145,6 +137,48 @@ def plot(summary: list[dict], path: Path) -> None:
     figure.savefig(path)
 
 
+def _per_call_us(call, number: int = 20_000) -> float:
+    """Best of five timings of ``call()``, in µs a call."""
+    return min(timeit.repeat(call, number=number, repeat=5)) / number * 1e6
+
+
+def micro(endpoint: str) -> dict[str, float]:
+    """What the request path itself pays, in-process: sampling and queueing a request log
+    record (rate 1.0; the writer's work is not on the request path), a request's spans with
+    tracing off, and one span with tracing on."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from serving.engine.request_log import RequestLogs
+    from serving.engine.tracing import Tracing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = model_server_config_pb2.ModelServerConfig()
+        model = config.model_config_list.config.add(name="m", base_path="/m")
+        model.logging_config.log_collector_config.type = "tfrecord"
+        model.logging_config.log_collector_config.filename_prefix = f"{tmp}/m"
+        model.logging_config.sampling_config.sampling_rate = 1.0
+        logs = RequestLogs(max_queued=10**9)
+        logs.update(config)
+        record = prediction_log_pb2.PredictionLog
+        logging = _per_call_us(lambda: logs.sample("m").submit(record))
+        logs.close(timeout=60)
+    off, on = Tracing(), Tracing.from_settings(endpoint)
+
+    def request_spans(tracing):
+        with tracing.server_span("request", {}, {"model": "m"}) as span, \
+                tracing.child("decode", tracing.traceparent(span)):
+            pass
+
+    def one_span(tracing):
+        with tracing.span("s", attributes={"model": "m"}):
+            pass
+    result = {"request_log_sample_and_queue_us": logging,
+              "tracing_off_request_us": _per_call_us(lambda: request_spans(off)),
+              "tracing_on_one_span_us": _per_call_us(lambda: one_span(on), number=5_000)}
+    on.shutdown()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="digits_mlp")
@@ -152,9 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--micro", action="store_true",
+                        help="only the request path's own cost, in-process (µs a call)")
     args = parser.parse_args(argv)
-    external.require_tools()
     from tests.otlp_receiver import OtlpReceiver
+
+    if args.micro:
+        with OtlpReceiver() as receiver:
+            costs = micro(receiver.endpoint)
+        print(json.dumps(costs, indent=1))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "observability-micro.json").write_text(json.dumps(
+            {"machine": machine(), **costs}, indent=1))
+        return 0
+    external.require_tools()
 
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp, OtlpReceiver() as receiver:

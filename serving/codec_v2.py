@@ -62,12 +62,8 @@ def _count(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
-def _flatten(data: Any) -> list:
-    """JSON ``data`` may be flat or nested as the shape; either way, the elements in order."""
-    if not isinstance(data, list):
-        return [data]
-    if not any(isinstance(d, list) for d in data):
-        return data
+def _flatten(data: list) -> list:
+    """Nested ``data`` (as the shape) flattened: the elements in order."""
     flat: list = []
     stack = [iter(data)]
     while stack:
@@ -81,28 +77,39 @@ def _flatten(data: Any) -> list:
     return flat
 
 
+ELEMENT_TYPES = {"BYTES": {str}, "BOOL": {bool}}
+"""The Python types JSON elements of a datatype may have (numbers: below)."""
+
+
+def _element_types(datatype: str, dtype: np.dtype) -> set[type]:
+    """1.5 is no INT32, ``true`` no number, "1" no FP32."""
+    if datatype in ELEMENT_TYPES:
+        return ELEMENT_TYPES[datatype]
+    return {int} if dtype.kind in "iu" else {int, float}
+
+
 def from_json(name: str, datatype: str, shape: Any, data: Any) -> np.ndarray:
-    """A JSON tensor (``{"name", "datatype", "shape", "data"}``) as a numpy array."""
+    """A JSON tensor (``{"name", "datatype", "shape", "data"}``) as a numpy array.
+
+    The elements' types are read in one pass in C (``set(map(type, ...))``), not by a Python
+    loop over the values; the flat ``data`` most clients send is not copied."""
     dims = _shape(shape, name)
     dtype = numpy_dtype(datatype, name)
-    values = _flatten(data)
+    values = data if isinstance(data, list) else [data]
+    types = set(map(type, values))
+    if list in types:
+        values = _flatten(values)
+        types = set(map(type, values))
     if len(values) != _count(dims):
         raise invalid_argument(f"input '{name}': shape {list(dims)} needs {_count(dims)} "
                                f"elements; data has {len(values)}")
     try:
+        if not types <= _element_types(datatype, dtype):
+            raise TypeError
         if datatype == "BYTES":
-            if not all(isinstance(v, str) for v in values):
-                raise TypeError
             array = np.empty(len(values), dtype=object)
             array[:] = [v.encode() for v in values]
-        elif datatype == "BOOL":
-            if not all(isinstance(v, bool) for v in values):
-                raise TypeError
-            array = np.asarray(values, dtype=bool)
         else:
-            number = int if dtype.kind in "iu" else (int, float)
-            if not all(isinstance(v, number) and not isinstance(v, bool) for v in values):
-                raise TypeError  # 1.5 is no INT32, "1" no FP32
             array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
         raise invalid_argument(f"input '{name}': data does not hold {datatype} values"

@@ -93,7 +93,6 @@ class OtlpReceiver:
     def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
-        self.exports = 0  # Export calls received
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self),
                                                                   self._server)
@@ -113,7 +112,6 @@ class OtlpReceiver:
     def _add(self, spans: list[ReceivedSpan]) -> None:
         with self._lock:
             self._spans.extend(spans)
-            self.exports += 1
 
     def spans(self) -> list[ReceivedSpan]:
         """A copy of every span received so far, in arrival order."""

@@ -97,10 +97,7 @@ def _tensors(inputs: dict[str, np.ndarray], model: str) -> list[tuple[str, str, 
     tensors = []
     for alias, array in inputs.items():
         if array.dtype.kind in "SU":
-            array = array.astype(object)
-        if array.dtype == object:
-            array = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v,
-                                 otypes=[object])(array) if array.size else array
+            array = array.astype(object)  # BYTES: to_raw encodes str elements as UTF-8
         try:
             datatype = codec_v2.datatype_of(array)
         except ServingError as e:
@@ -126,7 +123,19 @@ def _outputs_from_json(answer: tuple[int, bytes], model: str) -> dict[str, np.nd
         raise ServingClientError(grpc.StatusCode.DATA_LOSS, e.message, model) from None
 
 
-class V2RestCalls:
+class _V2Calls:
+    """What the Open Inference Protocol has no words for, on either wire."""
+
+    def classify(self, ref: ModelRef, body: bytes) -> Call:
+        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_EXAMPLES, ref.model)
+
+    regress = classify
+
+    def reload_config(self, config: Any) -> Call:
+        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_RELOAD)
+
+
+class V2RestCalls(_V2Calls):
     """The V2 REST request of each API method, and how its answer reads."""
 
     def needs_metadata(self, query: PredictQuery) -> bool:
@@ -149,11 +158,6 @@ class V2RestCalls:
                                 {HEADER_LENGTH: str(len(header))}),
                     lambda answer: _outputs_from_json(answer, ref.model), ref.model)
 
-    def classify(self, ref: ModelRef, body: bytes) -> Call:
-        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_EXAMPLES, ref.model)
-
-    regress = classify
-
     def status(self, ref: ModelRef) -> Call:
         _no_labels(ref)
         return Call(HttpRequest("GET", _model_path(ModelRef(ref.model))),
@@ -165,9 +169,6 @@ class V2RestCalls:
         return Call(HttpRequest("GET", _model_path(ref)),
                     lambda answer: metadata_from_v2(read_json(answer, ref.model), ref.model),
                     ref.model)
-
-    def reload_config(self, config: Any) -> Call:
-        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_RELOAD)
 
     def list_models(self) -> Call:
         raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_REST_LIST)
@@ -205,7 +206,7 @@ def _listings(response) -> list[ModelListing]:
     return list(listings.values())
 
 
-class V2GrpcCalls:
+class V2GrpcCalls(_V2Calls):
     """The ``inference.GRPCInferenceService`` request of each API method (tritonclient's
     stubs), and how its answer reads."""
 
@@ -232,11 +233,6 @@ class V2GrpcCalls:
         return Call(RpcRequest("ModelInfer", request),
                     lambda response: _grpc_outputs(response, ref.model), ref.model)
 
-    def classify(self, ref: ModelRef, body: bytes) -> Call:
-        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_EXAMPLES, ref.model)
-
-    regress = classify
-
     def metadata(self, ref: ModelRef) -> Call:
         _no_labels(ref)
         request = self._pb.ModelMetadataRequest(
@@ -249,9 +245,6 @@ class V2GrpcCalls:
         request = self._pb.ModelMetadataRequest(name=ref.model)
         return Call(RpcRequest("ModelMetadata", request),
                     lambda response: _statuses(response.versions, ref), ref.model)
-
-    def reload_config(self, config: Any) -> Call:
-        raise ServingClientError(grpc.StatusCode.UNIMPLEMENTED, NO_RELOAD)
 
     def list_models(self) -> Call:
         return Call(RpcRequest("RepositoryIndex", self._pb.RepositoryIndexRequest()),

@@ -10,6 +10,7 @@ over either wire and as warmup. ``log_metadata.model_spec`` names the version th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -23,7 +24,7 @@ from tensorflow_serving.apis import (
 
 from serving import codec
 from serving.engine import responses
-from serving.engine.calls import ClassifyResult, ModelSpec, PredictResult, RegressResult, Served
+from serving.engine.calls import ModelSpec, PredictResult, Served
 
 
 def _spec(spec: ModelSpec) -> model_pb2.ModelSpec:
@@ -59,22 +60,22 @@ def predict_log(spec: ModelSpec, inputs: dict[str, np.ndarray], output_filter: t
     return log
 
 
-def classify_log(spec: ModelSpec, model_input: input_pb2.Input, result: ClassifyResult,
-                 tags: Iterable[str], request_id: str) -> prediction_log_pb2.PredictionLog:
+def _examples_log(kind: str, request_type, respond, spec: ModelSpec,
+                  model_input: input_pb2.Input, result, tags: Iterable[str], request_id: str
+                  ) -> prediction_log_pb2.PredictionLog:
+    """A Classify or Regress call: ``kind`` is the ``PredictionLog`` field."""
     log = _log(result.served, tags, request_id)
-    log.classify_log.request.CopyFrom(classification_pb2.ClassificationRequest(
-        model_spec=_spec(spec), input=model_input))
-    log.classify_log.response.CopyFrom(responses.classify_response(result))
+    logged = getattr(log, kind)
+    logged.request.CopyFrom(request_type(model_spec=_spec(spec), input=model_input))
+    logged.response.CopyFrom(respond(result))
     return log
 
 
-def regress_log(spec: ModelSpec, model_input: input_pb2.Input, result: RegressResult,
-                tags: Iterable[str], request_id: str) -> prediction_log_pb2.PredictionLog:
-    log = _log(result.served, tags, request_id)
-    log.regress_log.request.CopyFrom(regression_pb2.RegressionRequest(
-        model_spec=_spec(spec), input=model_input))
-    log.regress_log.response.CopyFrom(responses.regress_response(result))
-    return log
+classify_log = functools.partial(_examples_log, "classify_log",
+                                 classification_pb2.ClassificationRequest,
+                                 responses.classify_response)
+regress_log = functools.partial(_examples_log, "regress_log", regression_pb2.RegressionRequest,
+                                responses.regress_response)
 
 
 def multi_inference_log(specs: list[tuple[ModelSpec, str]], model_input: input_pb2.Input,

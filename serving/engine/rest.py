@@ -39,7 +39,7 @@ import orjson
 from aiohttp import http_exceptions, web
 
 from serving import codec, codec_examples
-from serving.engine import body_decoders, request_context, responses
+from serving.engine import body_decoders, request_context, responses, rest_v2
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served
 from serving.engine.connections import BoundedSite, ConnectionLimits
@@ -129,11 +129,7 @@ class RestApi:
         """``v2``: also the Open Inference Protocol's /v2 routes (:mod:`rest_v2`)."""
         self._service, self._health = service, health
         self._tracing = tracing
-        self._v2 = None
-        if v2:
-            from serving.engine.rest_v2 import V2Rest
-
-            self._v2 = V2Rest(service, health)
+        self._v2 = rest_v2.V2Rest(service, health) if v2 else None
         self._idle_timeout_s = idle_timeout_s
         self._memory, self._decoders = memory, decoders
         self._metrics_path = metrics_path
@@ -187,16 +183,12 @@ class RestApi:
         return await self._serve(request, model, api, self._dispatch)
 
     async def _v2_request(self, request: web.Request) -> web.Response:
-        from serving.engine import rest_v2
-
         model, api = rest_v2.labels(request.method, request.raw_path.split("?", 1)[0])
         return await self._serve(request, model, api, self._dispatch_v2)
 
     async def _dispatch_v2(self, request: web.Request) -> tuple:
-        from serving.engine.rest_v2 import HEADER_LENGTH
-
         body = await self._body(request) if request.method == "POST" else b""
-        factor = 2 if HEADER_LENGTH in request.headers else JSON_PARSE_FACTOR
+        factor = 2 if rest_v2.HEADER_LENGTH in request.headers else JSON_PARSE_FACTOR
         with self._memory.reserve(len(body) * factor):
             return await self._v2.dispatch(request.method, request.raw_path.split("?", 1)[0],
                                            request.headers, body, self._deadline())

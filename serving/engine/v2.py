@@ -10,6 +10,7 @@ logged and traced the same way, under the API label ``ModelInfer``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from importlib import metadata as package_metadata
 
@@ -28,6 +29,7 @@ EXTENSIONS = ("binary_tensor_data",)
 INT64_MAX = 2**63 - 1
 
 
+@functools.cache
 def server_version() -> str:
     try:
         return package_metadata.version("tf-serving-platform")
