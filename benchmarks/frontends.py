@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import external, noop_server
 from benchmarks.inprocess import in_process_limit
+from benchmarks.loadgen import predict_path
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
 from serving.engine.cpus import usable_cpus
@@ -38,7 +39,7 @@ def measure(servers: dict[str, tuple[int, str, str]], model: str, grpc_body: byt
     for level in levels:
         for name, (pid, grpc_address, rest_url) in servers.items():
             for protocol in ("REST", "gRPC"):
-                measured = (external.wrk(f"{rest_url}/v1/models/{model}:predict", rest_body,
+                measured = (external.wrk(rest_url + predict_path(model), rest_body,
                                          level, duration, pid) if protocol == "REST" else
                             external.h2load(grpc_address, grpc_body, level, duration, pid))
                 row = {"server": name, "protocol": protocol, **measured.row()}

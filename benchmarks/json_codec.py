@@ -3,10 +3,10 @@
     python -m benchmarks.json_codec
 
 For an MLP example (1x64), a CNN image (1x28x28x1) and a MobileNetV2 image (1x224x224x3) of
-float32 values, written as a Python client writes them (`json.dumps` of `tolist()`, named
-rows as `benchmarks.run` sends them): milliseconds per decode by the careful path (orjson, then
-numpy over Python objects) and by `decode_predict_json` (which takes the fast path for large
-tensors), and per `encode_predict_json` of an output of the same shape (TensorFlow Serving's
+float32 values, written as a Python client writes them (``json.dumps`` of ``tolist()``, named
+rows as ``benchmarks.run`` sends them): milliseconds per decode by the careful path (orjson, then
+numpy over Python objects) and by ``decode_predict_json`` (which takes the fast path for large
+tensors), and per ``encode_predict_json`` of an output of the same shape (TensorFlow Serving's
 float text).
 """
 
@@ -18,8 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from serving.codec_json import decode_predict_document, decode_predict_json, parse_predict_json
-from serving.codec_json_encode import encode_predict_json
+from serving.codec.json_decode import (
+    decode_predict_document,
+    decode_predict_json,
+    parse_predict_json,
+)
+from serving.codec.json_encode import encode_predict_json
 from serving.tables import format_table
 
 SHAPES = {"MLP example": (1, 64), "CNN image": (1, 28, 28, 1),
@@ -27,7 +31,7 @@ SHAPES = {"MLP example": (1, 64), "CNN image": (1, 28, 28, 1),
 
 
 def per_call_ms(fn: Callable[[], object], seconds: float = 1.0) -> float:
-    """The median of ten timed rounds, each of as many calls as fill a tenth of `seconds`."""
+    """The median of ten timed rounds, each of as many calls as fill a tenth of ``seconds``."""
     fn()
     start, calls = time.perf_counter(), 0
     while time.perf_counter() - start < seconds / 10:

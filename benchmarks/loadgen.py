@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+from loadtest.signature import PREDICT_METHOD
+
 JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
-class Target:
+class Endpoint:
     """Where and what to send: ``protocol`` is ``grpc`` (host:port) or ``rest`` (URL)."""
 
     protocol: str
@@ -31,6 +32,13 @@ class Target:
     """The gRPC method called."""
     headers: dict | None = None
     """More REST headers (the Open Inference Protocol's binary data needs one)."""
+
+
+def predict_path(model: str) -> str:
+    """The REST predict path of ``model`` (``serving.client.ModelRef``: names percent-encoded)."""
+    from serving.client import ModelRef
+
+    return ModelRef(model).rest_path(":predict")
 
 
 @dataclass
@@ -52,7 +60,7 @@ class LevelResult:
             float("nan")
 
 
-async def _grpc_worker(target: Target, stop_at: float, latencies: list, errors: list) -> None:
+async def _grpc_worker(target: Endpoint, stop_at: float, latencies: list, errors: list) -> None:
     import grpc
 
     async with grpc.aio.insecure_channel(target.address) as channel:
@@ -67,7 +75,7 @@ async def _grpc_worker(target: Target, stop_at: float, latencies: list, errors: 
                 errors.append(1)
 
 
-async def _rest_worker(target: Target, stop_at: float, latencies: list, errors: list,
+async def _rest_worker(target: Endpoint, stop_at: float, latencies: list, errors: list,
                        session) -> None:
     headers = {**JSON, **(target.headers or {})}
     while time.monotonic() < stop_at:
@@ -84,7 +92,7 @@ async def _rest_worker(target: Target, stop_at: float, latencies: list, errors: 
             errors.append(1)
 
 
-async def _process_main(target: Target, concurrency: int, warmup_s: float,
+async def _process_main(target: Endpoint, concurrency: int, warmup_s: float,
                         duration_s: float) -> tuple[list, int, float]:
     import aiohttp
 
@@ -106,7 +114,7 @@ async def _process_main(target: Target, concurrency: int, warmup_s: float,
     return latencies, len(errors), cpu
 
 
-def _run_process(target: Target, concurrency: int, warmup_s: float, duration_s: float,
+def _run_process(target: Endpoint, concurrency: int, warmup_s: float, duration_s: float,
                  results: multiprocessing.Queue) -> None:
     import uvloop
 
@@ -118,7 +126,7 @@ def _run_process(target: Target, concurrency: int, warmup_s: float, duration_s: 
     results.put((latencies[skip:], errors, cpu))
 
 
-def run_level(target: Target, concurrency: int, duration_s: float = 5.0,
+def run_level(target: Endpoint, concurrency: int, duration_s: float = 5.0,
               processes: int = 2, warmup_s: float = 1.0) -> LevelResult:
     """Hold ``concurrency`` requests in flight for ``duration_s`` seconds and measure."""
     processes = max(1, min(processes, concurrency))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import external
+from benchmarks.loadgen import predict_path
 from benchmarks.run import export, payloads, start_engine
 from serving.tables import format_table
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def drive(seconds: float) -> external.Measured:
             if args.protocol == "rest":
-                return external.wrk(f"{engine.rest_url}/v1/models/{args.model}:predict",
+                return external.wrk(engine.rest_url + predict_path(args.model),
                                     rest_body, args.concurrency, seconds, pid)
             return external.h2load(f"127.0.0.1:{engine.grpc_port}", grpc_body,
                                    args.concurrency, seconds, pid)

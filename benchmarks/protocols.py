@@ -24,9 +24,10 @@ import numpy as np
 import orjson
 
 from benchmarks.frontends import MAX_BATCH
-from benchmarks.loadgen import Target, run_level
+from benchmarks.loadgen import Endpoint, run_level
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
+from serving.client import ModelRef
 from serving.tables import format_table
 
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -36,7 +37,7 @@ def v2_bodies(model: str, example: dict[str, np.ndarray]) -> dict[str, tuple]:
     """``{name: (body, headers)}`` of the three V2 encodings of one example."""
     from tritonclient.grpc import service_pb2
 
-    from serving import codec_v2
+    from serving.codec import v2 as codec_v2
 
     tensors = [(alias, codec_v2.datatype_of(array), list(array.shape), array)
                for alias, array in sorted(example.items())]
@@ -58,20 +59,21 @@ def v2_bodies(model: str, example: dict[str, np.ndarray]) -> dict[str, tuple]:
             "V2 gRPC": (request.SerializeToString(), None)}
 
 
-def targets(model: str, example: dict, engine) -> dict[str, Target]:
+def targets(model: str, example: dict, engine) -> dict[str, Endpoint]:
     grpc_body, rest_body = payloads(model, example)
     v2 = v2_bodies(model, example)
-    rest, infer = f"{engine.rest_url}/v1/models/{model}:predict", \
-        f"{engine.rest_url}/v2/models/{model}/infer"
-    return {"TF REST": Target("rest", rest, rest_body),
-            "V2 REST JSON": Target("rest", infer, v2["V2 REST JSON"][0]),
-            "V2 REST binary": Target("rest", infer, v2["V2 REST binary"][0],
-                                     headers=v2["V2 REST binary"][1]),
-            "TF gRPC": Target("grpc", engine.grpc_target, grpc_body),
-            "V2 gRPC": Target("grpc", engine.grpc_target, v2["V2 gRPC"][0], method=V2_INFER)}
+    ref = ModelRef(model)
+    rest, infer = engine.rest_url + ref.rest_path(":predict"), \
+        engine.rest_url + ref.v2_path("/infer")
+    return {"TF REST": Endpoint("rest", rest, rest_body),
+            "V2 REST JSON": Endpoint("rest", infer, v2["V2 REST JSON"][0]),
+            "V2 REST binary": Endpoint("rest", infer, v2["V2 REST binary"][0],
+                                       headers=v2["V2 REST binary"][1]),
+            "TF gRPC": Endpoint("grpc", engine.grpc_target, grpc_body),
+            "V2 gRPC": Endpoint("grpc", engine.grpc_target, v2["V2 gRPC"][0], method=V2_INFER)}
 
 
-def measure(wires: dict[str, Target], levels: list[int], duration: float, rounds: int
+def measure(wires: dict[str, Endpoint], levels: list[int], duration: float, rounds: int
             ) -> list[dict]:
     rows = []
     for round_ in range(rounds):

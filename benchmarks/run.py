@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks import noop_server
 from benchmarks.inprocess import in_process_limit
-from benchmarks.loadgen import LevelResult, Target, run_level
+from benchmarks.loadgen import Endpoint, LevelResult, predict_path, run_level
 from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess, free_port
 from serving.tables import format_table
@@ -103,18 +103,18 @@ def run_noop(model: str, modes: list[str], grpc_payload: bytes, rest_payload: by
     try:
         found = {}
         if "noop-grpc" in modes:
-            found["noop-grpc"] = sweep(Target("grpc", f"127.0.0.1:{grpc_port}", grpc_payload),
+            found["noop-grpc"] = sweep(Endpoint("grpc", f"127.0.0.1:{grpc_port}", grpc_payload),
                                        levels, duration, processes, "noop-grpc")
         if "noop-rest" in modes:
-            found["noop-rest"] = sweep(Target("rest", f"http://127.0.0.1:{rest_port}/v1/models/"
-                                              f"{model}:predict", rest_payload),
+            url = f"http://127.0.0.1:{rest_port}{predict_path(model)}"
+            found["noop-rest"] = sweep(Endpoint("rest", url, rest_payload),
                                        levels, duration, processes, "noop-rest")
         return found
     finally:
         process.kill()
 
 
-def sweep(target: Target, levels: list[int], duration: float, processes: int,
+def sweep(target: Endpoint, levels: list[int], duration: float, processes: int,
           mode: str) -> list[LevelResult]:
     results = []
     for level in levels:
@@ -140,9 +140,9 @@ def run_modes(model: str, base: Path, keras_file: Path, example: dict, modes: li
         engine = start_engine(base, model, batching, max_batch, workers)
         try:
             for mode in wanted:
-                target = Target("grpc", engine.grpc_target, grpc_payload) \
+                target = Endpoint("grpc", engine.grpc_target, grpc_payload) \
                     if mode.startswith("grpc") else \
-                    Target("rest", f"{engine.rest_url}/v1/models/{model}:predict", rest_payload)
+                    Endpoint("rest", engine.rest_url + predict_path(model), rest_payload)
                 found[mode] = sweep(target, levels, duration, processes, mode)
         finally:
             engine.stop()
@@ -152,8 +152,8 @@ def run_modes(model: str, base: Path, keras_file: Path, example: dict, modes: li
     if "flask" in modes:
         process, port = start_flask(keras_file)
         try:
-            target = Target("rest", f"http://127.0.0.1:{port}/v1/models/{model}:predict",
-                            rest_payload)
+            target = Endpoint("rest", f"http://127.0.0.1:{port}{predict_path(model)}",
+                              rest_payload)
             found["flask"] = sweep(target, levels, duration, processes, "flask")
         finally:
             process.kill()

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import lifecycle
+from benchmarks.loadgen import PREDICT_METHOD, predict_path
 from benchmarks.plotting import pyplot
 from servectl.engine_process import EngineProcess
 
@@ -66,8 +67,7 @@ num_batch_threads { value: 2 }
 """
 MONITORING = "prometheus_config { enable: true }\n"
 METRICS_PATH = "/monitoring/prometheus/metrics"
-PREDICT_PATH = f"/v1/models/{MODEL}:predict"
-PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+PREDICT_PATH = predict_path(MODEL)
 
 WARMUP_SHARE, WARMUP_MIN_S = 0.2, 30.0
 """Warm-up: the first 20 % of the run, at least 30 s. Before it ends the engine still creates

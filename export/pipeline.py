@@ -23,7 +23,6 @@ from export import describe, publish, savedmodel, warmup
 from export.errors import ExportError, VersionExistsError
 from export.signatures import PREDICT_KEY
 from export.sources import ExportSource
-from export.tflite import TFLITE_FILE
 from export.variants import (
     DEFAULT_MAX_DROP,
     TABLE_FILE,
@@ -34,6 +33,7 @@ from export.variants import (
 )
 from models.data import Arrays
 from serving.engine.request_log import read_logs
+from serving.engine.servable import TFLITE_FILE
 
 AUTO_VERSION_ATTEMPTS = 10
 

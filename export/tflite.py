@@ -37,9 +37,7 @@ from serving.engine.tflite_session import (
     flatbuffer_signature_defs,
 )
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")
 CALIBRATION_SAMPLES = 200
-TFLITE_FILE = "model.tflite"
 
 
 def _representative(calibration: Arrays) -> Iterator[dict[str, np.ndarray]]:
@@ -52,7 +50,8 @@ def convert(saved_model_dir: Path, variant: str, calibration: Arrays | None = No
     """Convert the ``serving_default`` signature of a SavedModel to a TFLite flatbuffer.
 
     Args:
-        variant: one of :data:`VARIANTS` (``qat`` converts an already fake-quantized model).
+        variant: one of ``export.variant_names.VARIANTS`` (``qat`` converts an already
+            fake-quantized model).
         calibration: training inputs, required for ``int8``.
     """
     loaded = tf.saved_model.load(str(saved_model_dir))

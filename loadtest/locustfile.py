@@ -10,9 +10,9 @@ Run it through ``servectl loadtest`` (which adds the report, plots and verdict),
 class on the command line to run only it. Each user is one closed-loop client (no think
 time). Request bodies come from the model's signature metadata (or ``--payload-npz``) and are
 encoded before the test starts; ``--replay LOGS`` sends a request log's calls instead, in logged
-order (`loadtest.replay`). ``StagedShape`` plays ``--shape constant|steps|spike``.
-Every process keeps raw samples in ``--samples-dir`` (see `loadtest.samples`), and a
-``quitting`` listener sets the exit code from ``--slo-*`` (see `loadtest.slo`).
+order (``loadtest.replay``). ``StagedShape`` plays ``--shape constant|steps|spike``.
+Every process keeps raw samples in ``--samples-dir`` (see ``loadtest.samples``), and a
+``quitting`` listener sets the exit code from ``--slo-*`` (see ``loadtest.slo``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import payloads, replay, signature, stages
+from loadtest.options import LocustfileOptions, add_arguments
 from loadtest.samples import Recorder
 from loadtest.slo import Slo, judge
+from serving.client import ModelRef
+from serving.errors import ServingError
 
 grpc_gevent.init_gevent()  # gRPC's I/O must yield to gevent, or one call blocks every user
 
@@ -44,7 +47,7 @@ logger = logging.getLogger(__name__)
 class _Run:
     """What this process prepared in ``init``: the target and the encoded request bodies."""
 
-    target: signature.Target | None = None
+    target: ModelRef | None = None
     bodies: dict[str, list[bytes]] = field(default_factory=dict)
     replayed: dict[str, itertools.cycle] = field(default_factory=dict)
     """With ``--replay``: per protocol, the logged requests in order, shared by every user."""
@@ -61,42 +64,17 @@ RUN = _Run()
 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser) -> None:
-    """Our options, settable on the command line, in the web UI and in locust.conf."""
-    parser.add_argument("--model", default="", help="model name to load-test")
-    parser.add_argument("--model-version", type=int, default=None, help="a version number")
-    parser.add_argument("--model-label", default="", help="a version label (stable, canary)")
-    parser.add_argument("--signature", default="serving_default", help="signature key")
-    parser.add_argument("--grpc-target", default="", help="gRPC HOST:PORT (runs GrpcUser)")
-    parser.add_argument("--batch-size", type=int, default=1, help="examples per request")
-    parser.add_argument("--payload-npz", default="", help=".npz of real rows, one array per input")
-    parser.add_argument("--replay", default="", help="a request log to replay, in logged order")
-    parser.add_argument("--api-protocol", choices=("tfserving", "v2"), default="tfserving",
-                        help="TensorFlow Serving's API or the Open Inference Protocol (V2)")
-    parser.add_argument("--shape", choices=stages.SHAPES, default="constant", help="load shape")
-    parser.add_argument("--step-users", type=int, default=None, help="step of steps/base of spike")
-    parser.add_argument("--step-duration", type=float, default=None,
-                       help="measured seconds per stage (default: --run-time, else 60)")
-    parser.add_argument("--levels", default="", help="explicit user counts for steps: 1,4,16")
-    parser.add_argument("--samples-dir", default="loadtest-results/samples",
-                       help="where each process writes its raw samples")
-    parser.add_argument("--slo-p99-ms", type=float, default=None, help="SLO: p99 latency limit")
-    parser.add_argument("--slo-error-rate", type=float, default=None, help="SLO: max error share")
-    parser.add_argument("--slo-min-rps", type=float, default=None, help="SLO: min throughput")
+    """Our options (``loadtest.options``), settable on the command line, in the web UI and in
+    locust.conf."""
+    add_arguments(parser)
 
 
 def stage_plan(options) -> list[stages.Stage]:
-    """The stages the command line asks for (`loadtest.stages.plan`)."""
+    """The stages the command line asks for (``loadtest.stages.plan``)."""
     levels = tuple(int(n) for n in options.levels.split(",") if n.strip())
     seconds = options.step_duration or options.run_time or DEFAULT_SECONDS
     return stages.plan(options.shape, options.num_users or 1, options.spawn_rate or 1.0,
                        seconds, options.step_users, levels)
-
-
-def _target(options) -> signature.Target:
-    if not options.model and not options.replay:
-        raise signature.SignatureError("pass --model NAME")
-    return signature.Target(options.model, options.model_version, options.model_label or None,
-                            options.signature)
 
 
 def _prepare(environment, options) -> None:
@@ -108,7 +86,9 @@ def _prepare(environment, options) -> None:
         raise signature.SignatureError("no target: pass --host URL (REST) and/or "
                                        "--grpc-target HOST:PORT (gRPC)")
     stage_plan(options)
-    RUN.target = _target(options)
+    RUN.target = LocustfileOptions.from_parsed(options).target()
+    if RUN.target is None and not options.replay:
+        raise signature.SignatureError("pass --model NAME")
     if isinstance(environment.runner, MasterRunner):
         return  # the master sends no requests
     protocols = tuple(u.protocol for u in environment.user_classes)
@@ -149,7 +129,7 @@ def _on_init(environment, runner, **_) -> None:
     try:
         _prepare(environment, options)
     except (signature.SignatureError, payloads.PayloadError, replay.ReplayError,
-            ValueError) as e:
+            ServingError, ValueError) as e:
         logger.error("load test not started: %s", e)
         raise SystemExit(2) from None
 
@@ -179,9 +159,10 @@ class RestUser(FastHttpUser):
     concurrency = 1
 
     def on_start(self) -> None:
-        v2 = self.environment.parsed_options.api_protocol == "v2"
-        self.path = RUN.target.v2_path("/infer") if v2 else RUN.target.rest_path(":predict")
         self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
+        if self.bodies is not None:
+            v2 = self.environment.parsed_options.api_protocol == "v2"
+            self.path = RUN.target.v2_path("/infer") if v2 else RUN.target.rest_path(":predict")
 
     @task
     def predict(self) -> None:
@@ -212,9 +193,10 @@ class GrpcUser(User):
         v2 = options.api_protocol == "v2"
         self.call = self.channel.unary_unary(signature.V2_INFER_METHOD if v2
                                              else signature.PREDICT_METHOD)
-        self.name = f"{'ModelInfer' if v2 else 'Predict'} {RUN.target.model}"
         self.calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
         self.bodies = None if RUN.replayed else RUN.cycle(self.protocol)
+        if self.bodies is not None:
+            self.name = f"{'ModelInfer' if v2 else 'Predict'} {RUN.target.model}"
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -246,7 +228,7 @@ class GrpcUser(User):
 
 
 class StagedShape(LoadTestShape):
-    """``--shape constant|steps|spike`` (`loadtest.stages`), also driving ``servectl`` sweeps."""
+    """``--shape constant|steps|spike`` (``loadtest.stages``), also driving ``servectl`` sweeps."""
 
     use_common_options = True
 

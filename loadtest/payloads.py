@@ -7,11 +7,11 @@ small category ids for integers, 0-255 for uint8, short English phrases for stri
 first axis). A small pool of distinct bodies is encoded before the test starts, so the hot
 loop only sends bytes, and caches keyed on the body cannot flatter the server.
 
-Both encodings go through the one tensor codec (`serving.codec`): the REST body is the
+Both encodings go through the one tensor codec (``serving.codec``): the REST body is the
 columnar ``{"inputs": ...}`` document, which has exactly the shape of a columnar response
 (``{"outputs": ...}``), and the gRPC body a serialized ``PredictRequest``. Over the Open
 Inference Protocol (``api="v2"``) they are a V2 infer body with JSON tensors and a serialized
-``ModelInferRequest`` (`serving.codec_v2`).
+``ModelInferRequest`` (``serving.codec.v2``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from loadtest.signature import InputSpec, Target
+from loadtest.signature import InputSpec
 from serving import codec
+from serving.client import ModelRef
 from serving.errors import ServingError
 
 UNKNOWN_DIM = 8
@@ -98,30 +99,34 @@ def npz_batches(path: Path, specs: list[InputSpec], batch: int, limit: int = POO
              for s in specs} for i in range(count)]
 
 
-def rest_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+def rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A columnar REST predict body: ``{"signature_name": ..., "inputs": {...}}``."""
     encoded = codec.encode_predict_json(arrays, row_format=False)
     prefix = b'{"outputs":'
     if not encoded.startswith(prefix):  # the codec's columnar layout; checked, not assumed
         raise PayloadError(f"unexpected codec output {encoded[:20]!r}")
-    header = orjson.dumps({"signature_name": target.signature})[:-1]
+    header = orjson.dumps({"signature_name": target.signature_key})[:-1]
     return header + b',"inputs":' + encoded[len(prefix):]
 
 
-def grpc_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+def grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A serialized ``PredictRequest`` (values in ``tensor_content``, as clients send them)."""
-    from loadtest.protos import serving_apis
+    from serving.tensorflow_protos import protos_only
 
-    request = serving_apis().predict_pb2.PredictRequest()
-    target.fill_model_spec(request.model_spec)
+    protos_only()
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.client.grpc_calls import model_spec
+
+    request = predict_pb2.PredictRequest(model_spec=model_spec(target))
     for name, value in arrays.items():
         request.inputs[name].CopyFrom(codec.ndarray_to_tensor_proto(value))
     return request.SerializeToString()
 
 
-def v2_rest_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+def v2_rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """An Open Inference Protocol infer body with JSON tensors."""
-    from serving import codec_v2
+    from serving.codec import v2 as codec_v2
 
     return orjson.dumps({"inputs": [
         {"name": name, "datatype": codec_v2.datatype_of(value), "shape": list(value.shape),
@@ -129,11 +134,11 @@ def v2_rest_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def v2_grpc_body(arrays: dict[str, np.ndarray], target: Target) -> bytes:
+def v2_grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A serialized ``inference.ModelInferRequest`` (``raw_input_contents``)."""
     from tritonclient.grpc import service_pb2
 
-    from serving import codec_v2
+    from serving.codec import v2 as codec_v2
 
     request = service_pb2.ModelInferRequest(
         model_name=target.model,
@@ -158,7 +163,7 @@ class Payloads:
     examples_per_request: int
 
 
-def build(specs: list[InputSpec], target: Target, protocols: tuple[str, ...], batch: int = 1,
+def build(specs: list[InputSpec], target: ModelRef, protocols: tuple[str, ...], batch: int = 1,
           npz: Path | None = None, seed: int = 0, api: str = "tfserving") -> Payloads:
     """Encodes the body pool for each protocol.
 

@@ -1,12 +1,12 @@
 """PNG plots of a load test (matplotlib's Agg backend: no display needed).
 
-* `timeline`: latency percentiles (p50/p95/p99) and throughput per second over the run, per
+* ``timeline``: latency percentiles (p50/p95/p99) and throughput per second over the run, per
   protocol, with the measured period of each level shaded, so warm-up, a GC pause or a
   degrading server is visible rather than averaged away.
-* `curve`: the throughput-vs-latency curve of a sweep, one point per level, with the SLO's
+* ``curve``: the throughput-vs-latency curve of a sweep, one point per level, with the SLO's
   p99 limit and the knee marked.
 
-Figures are built with `matplotlib.figure.Figure`, not pyplot: no global figure state and no
+Figures are built with ``matplotlib.figure.Figure``, not pyplot: no global figure state and no
 backend to select, so it works the same in a headless process.
 """
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import orjson
 
-from loadtest.protos import serving_apis
-from loadtest.signature import Target
+from serving.client import ModelRef
+from serving.errors import ServingError
+from serving.tensorflow_protos import protos_only
 
 SERVICE = "/tensorflow.serving.PredictionService/"
 KINDS = {"predict_log": "Predict", "classify_log": "Classify", "regress_log": "Regress",
@@ -74,18 +75,20 @@ def examples_body(model_input, signature: str) -> bytes:
     return orjson.dumps(doc)
 
 
-def _aim(spec, model: str | None, version: int | None, label: str | None) -> Target:
+def _aim(spec, model: str | None, version: int | None, label: str | None) -> ModelRef:
     """The logged spec, re-aimed at ``model`` / ``version`` / ``label`` where given; a logged
     version or label is kept only when the model is not re-aimed."""
+    from serving.client.grpc_calls import model_spec
+
     name = model or spec.name
     if model or version is not None or label:
-        target = Target(name, version, label or None, spec.signature_name or "serving_default")
+        target = ModelRef(name, version, label or None, spec.signature_name or "serving_default")
     else:
         choice = spec.WhichOneof("version_choice")
-        target = Target(name, spec.version.value if choice == "version" else None,
-                        spec.version_label if choice == "version_label" else None,
-                        spec.signature_name or "serving_default")
-    target.fill_model_spec(spec)
+        target = ModelRef(name, spec.version.value if choice == "version" else None,
+                          spec.version_label if choice == "version_label" else None,
+                          spec.signature_name or "serving_default")
+    spec.CopyFrom(model_spec(target))
     return target
 
 
@@ -112,7 +115,7 @@ def _request(record, model: str | None, version: int | None, label: str | None
         else:
             verb = ":classify" if kind == "classify_log" else ":regress"
             rest_path, rest = target.rest_path(verb), examples_body(request.input,
-                                                                    target.signature)
+                                                                    target.signature_key)
     return ReplayRequest(api, target.model, SERVICE + api, request.SerializeToString(),
                          rest_path, rest)
 
@@ -124,13 +127,13 @@ def load(path: str | Path, model: str | None = None, version: int | None = None,
     Raises:
         ReplayError: nothing to replay there, or a record that cannot be read.
     """
-    serving_apis()  # TensorFlow's protos without its runtime, before request_log imports them
+    protos_only()  # TensorFlow's protos without its runtime, before request_log imports them
     from serving.engine.request_log import read_logs
 
     try:
         requests = [r for r in (_request(record, model, version, label)
                                 for record in read_logs(path)) if r is not None]
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ServingError) as e:
         raise ReplayError(f"cannot replay {path}: {e}") from None
     if not requests:
         raise ReplayError(f"{path}: no logged Predict, Classify, Regress or MultiInference "

@@ -1,11 +1,11 @@
 """A load test's results from its raw samples: per level and protocol, the verdict, the table.
 
-The measured period of each level comes from the stage clock (`loadtest.stages`), so ramp-up
+The measured period of each level comes from the stage clock (``loadtest.stages``), so ramp-up
 is excluded; a request belongs to a level when it started and completed inside it. (Requests
 in flight when Locust stops the users complete late, because the stop itself keeps the
 generator's event loop busy: measured here, 25 ms instead of 4 ms.) Latency percentiles are
 over successful requests, throughput counts successful requests per second, and the error
-rate is the failed share of completed requests (see `loadtest.stats`). The run-wide verdict
+rate is the failed share of completed requests (see ``loadtest.stats``). The run-wide verdict
 judges all measured requests together, which for a ``spike`` includes the spike.
 """
 

@@ -20,13 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from loadtest.signature import Target
-from loadtest.slo import Slo
+from loadtest.options import LocustfileOptions
 from loadtest.stages import SCHEDULE_FILE, Stage
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -44,35 +43,33 @@ class LocustRun:
     """One headless Locust run of the locustfile.
 
     Attributes:
-        target: model, version or label, signature.
-        rest: REST base URL (runs ``RestUser``), or None.
-        grpc: gRPC ``HOST:PORT`` (runs ``GrpcUser``), or None.
+        options: what the locustfile reads (target, payload, shape, samples, SLO gate).
+        rest: REST base URL (runs ``RestUser``), or None; ``options.grpc_target`` runs
+            ``GrpcUser``.
         stages: the shape, already planned (for the progress estimate).
-        shape_args: the locustfile's shape options that produce ``stages``.
         users: peak users (Locust's ``-u``).
         spawn_rate: users started per second (Locust's ``-r``).
         processes: Locust processes sending requests (1: local runner).
         out: output directory.
-        slo: the limits for Locust's own ``quitting`` gate, or None to leave it off.
-        payload_args: ``--batch-size`` / ``--payload-npz`` options for the locustfile.
     """
 
-    target: Target
+    options: LocustfileOptions
     rest: str | None
-    grpc: str | None
     stages: list[Stage]
-    shape_args: list[str]
     users: int
     spawn_rate: float
     processes: int
     out: Path
-    slo: Slo | None = None
-    payload_args: list[str] = field(default_factory=list)
+
+    @property
+    def grpc(self) -> str | None:
+        """gRPC ``HOST:PORT``, or None."""
+        return self.options.grpc_target or None
 
     @property
     def samples_dir(self) -> Path:
         """Where each Locust process writes its raw samples."""
-        return self.out / "samples"
+        return Path(self.options.samples_dir)
 
     def planned_seconds(self) -> float:
         """Measured time plus ramp-up and one stage-clock tick per stage."""
@@ -80,27 +77,14 @@ class LocustRun:
 
     def argv(self) -> list[str]:
         """The Locust command line."""
-        t = self.target
         args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
                 "--only-summary", "-u", str(self.users), "-r", f"{self.spawn_rate:g}",
                 "--csv", str(self.out / "locust"), "--html", str(self.out / "locust.html"),
-                "--samples-dir", str(self.samples_dir), "--model", t.model,
-                "--signature", t.signature, *self.shape_args, *self.payload_args]
-        if t.version is not None:
-            args += ["--model-version", str(t.version)]
-        if t.label:
-            args += ["--model-label", t.label]
+                *self.options.argv()]
         if self.processes > 1:
             args += ["--processes", str(self.processes)]
-        for flag, value in (("--slo-p99-ms", self.slo and self.slo.p99_ms),
-                            ("--slo-error-rate", self.slo and self.slo.error_rate),
-                            ("--slo-min-rps", self.slo and self.slo.min_rps)):
-            if value is not None:
-                args += [flag, f"{value:g}"]
         if self.rest:
             args += ["--host", self.rest]
-        if self.grpc:
-            args += ["--grpc-target", self.grpc]
         return args + [c for c, on in (("RestUser", self.rest), ("GrpcUser", self.grpc)) if on]
 
 
@@ -114,7 +98,7 @@ def _clear(directory: Path) -> None:
 def run(config: LocustRun, report_on_interrupt: bool = False) -> int:
     """Runs Locust to completion, with a progress bar on a terminal; returns its exit code.
 
-    A run that outlives its plan by `GRACE_S` is stopped with SIGINT, Locust's Ctrl-C: it then
+    A run that outlives its plan by ``GRACE_S`` is stopped with SIGINT, Locust's Ctrl-C: it then
     still writes its reports and samples (on SIGTERM it died at once here: exit -15, nothing
     written). Ctrl-C stops Locust the same way, then re-raises, or with
     ``report_on_interrupt`` returns, so that the caller reports on what ran.

@@ -51,7 +51,7 @@ class Recorder:
         self._wall_started = time.monotonic()
 
     def on_test_stop(self, **_: object) -> None:
-        """Adds the CPU time since `on_test_start` and writes everything recorded so far."""
+        """Adds the CPU time since ``on_test_start`` and writes everything recorded so far."""
         if self._cpu_started is not None:
             self._cpu += time.process_time() - self._cpu_started
             self._wall += time.monotonic() - self._wall_started

@@ -1,6 +1,6 @@
 """The service-level objective and its verdict: p99 latency, error rate and throughput.
 
-The same `judge` runs twice per load test: inside Locust as a ``quitting`` listener (on
+The same ``judge`` runs twice per load test: inside Locust as a ``quitting`` listener (on
 Locust's whole-run statistics, whose percentiles are whole milliseconds) so that a plain
 ``locust -f loadtest/locustfile.py --slo-p99-ms 50`` exits 0/1 on its own, and again in
 ``servectl loadtest`` on the raw samples of the measured period, which is exact and is what
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-DEFAULT_ERROR_RATE = 0.01
 
 
 @dataclass(frozen=True)

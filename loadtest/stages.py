@@ -1,11 +1,11 @@
 """Load shapes as a list of stages, and the clock that plays them.
 
 Pure code (no Locust import), so it is unit-tested with small tables; the locustfile's
-`LoadTestShape` only forwards Locust's ``tick()`` to a `StageClock`.
+``LoadTestShape`` only forwards Locust's ``tick()`` to a ``StageClock``.
 
 A stage's clock starts when the runner reports that its user count was reached, not when the
 stage was asked for: ramp-up (and a worker that is still starting) is then never measured as
-part of the level. The clock records each level's measured period (`Level`, wall-clock time)
+part of the level. The clock records each level's measured period (``Level``, wall-clock time)
 in ``schedule.json`` beside the raw samples, so the report slices samples by level exactly.
 """
 
@@ -82,7 +82,7 @@ class Level:
 
 
 class StageClock:
-    """Plays a list of stages: call `tick` about once a second with the current user count."""
+    """Plays a list of stages: call ``tick`` about once a second with the current user count."""
 
     def __init__(self, stages: list[Stage], schedule_path: Path | None = None,
                  clock=time.time) -> None:
@@ -120,7 +120,7 @@ class StageClock:
 
 
 def read_levels(directory: Path) -> list[Level]:
-    """The levels a `StageClock` recorded in ``directory`` (empty if none finished)."""
+    """The levels a ``StageClock`` recorded in ``directory`` (empty if none finished)."""
     path = Path(directory) / SCHEDULE_FILE
     if not path.exists():
         return []

@@ -7,7 +7,7 @@ few values between 1 and 10 ms (0 may stay best); ``max_enqueued_batches`` close
 ``max_batch_size`` a few powers of two (the recipe's client side uses about 2x
 ``max_batch_size`` concurrent requests, which the default ``--users`` matches for the smallest).
 
-The rule: among the settings whose measured run met the SLO (the load test's own `judge`: p99 of
+The rule: among the settings whose measured run met the SLO (the load test's own ``judge``: p99 of
 the successful requests and the error rate), the one with the highest throughput wins; a tie
 goes to the lower p99, then to the earlier setting. No setting meeting the SLO means no answer.
 

@@ -1,9 +1,9 @@
 """One error type for the whole server, with TensorFlow Serving's canonical codes.
 
-`ServingError` is raised anywhere on the request path (codec, service, manager,
-batcher). The gRPC front end aborts with `error.code` as is; the REST front end
-answers `{"error": error.message}` with the HTTP status from `HTTP_STATUS`, the
-table of TensorFlow Serving's `ToHTTPStatusCode` (`model_servers/http_server.cc`).
+``ServingError`` is raised anywhere on the request path (codec, service, manager,
+batcher). The gRPC front end aborts with ``error.code`` as is; the REST front end
+answers ``{"error": error.message}`` with the HTTP status from ``HTTP_STATUS``, the
+table of TensorFlow Serving's ``ToHTTPStatusCode`` (``model_servers/http_server.cc``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def http_status(code: grpc.StatusCode) -> int:
         code: the error's gRPC status code.
 
     Returns:
-        The status from `HTTP_STATUS`; 500 for a code it does not list.
+        The status from ``HTTP_STATUS``; 500 for a code it does not list.
     """
     return HTTP_STATUS.get(code, 500)
 
@@ -52,11 +52,11 @@ def http_status(code: grpc.StatusCode) -> int:
 class ServingError(Exception):
     """A request failure with a canonical gRPC code and TensorFlow Serving's message.
 
-    The message is what the client sees: the REST body `{"error": message}` or the
+    The message is what the client sees: the REST body ``{"error": message}`` or the
     gRPC status details. Keep it to TensorFlow Serving's text where one exists.
 
     Args:
-        code: the canonical status code, e.g. `grpc.StatusCode.INVALID_ARGUMENT`.
+        code: the canonical status code, e.g. ``grpc.StatusCode.INVALID_ARGUMENT``.
         message: the user-facing message.
 
     Example:

@@ -1,7 +1,7 @@
 """Table-driven tests of serving.codec and serving.errors against TensorFlow Serving's contract.
 
-Section numbers (§) refer to /work/shared/TFSERVING_CONTRACT.md; messages are
-TensorFlow Serving's (`util/json_tensor.cc`) unless a comment says otherwise.
+Comments name the TensorFlow Serving source a case follows; messages are
+TensorFlow Serving's (``util/json_tensor.cc``) unless a comment says otherwise.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _assert_arrays(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
-# serving.errors: ToHTTPStatusCode (§1.9)
+# serving.errors: ToHTTPStatusCode (util/status_util.cc)
 
 HTTP_TABLE = [
     (C.OK, 200),
@@ -65,7 +65,7 @@ HTTP_TABLE = [
     (C.ALREADY_EXISTS, 409),
     (C.PERMISSION_DENIED, 403),
     (C.RESOURCE_EXHAUSTED, 429),
-    (C.FAILED_PRECONDITION, 400),  # §9.3: 400, not 412
+    (C.FAILED_PRECONDITION, 400),  # 400, not 412
     (C.ABORTED, 409),
     (C.OUT_OF_RANGE, 400),
     (C.UNIMPLEMENTED, 501),
@@ -137,12 +137,12 @@ def test_dtype_table_agrees_with_tensorflow(dt: codec.TFDType) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON parsing (§1.5 step 1, §1.9)
+# JSON parsing (FillPredictRequestFromJson's first step, rapidjson's messages)
 
 PARSE_ERRORS = [
     (b"", "JSON Parse error: The document is empty"),
     (b"  \n", "JSON Parse error: The document is empty. at offset: 3"),
-    (b"foo", "JSON Parse error: Invalid value. at offset: 0"),  # §1.9 example
+    (b"foo", "JSON Parse error: Invalid value. at offset: 0"),  # g3doc/api_rest.md's example
     (
         b'{"a": [1,2}',
         "JSON Parse error: Missing a comma or ']' after an array element. at offset: 10",
@@ -198,7 +198,7 @@ def test_long_documents_are_quoted_truncated() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# decode_predict_json: structure (§1.5)
+# decode_predict_json: structure (FillPredictRequestFromJson)
 
 DECODE_ERRORS = [
     (
@@ -227,7 +227,7 @@ DECODE_ERRORS = [
         "Failed to process element: 1 of 'instances' list. JSON object: {\"b\":1} keys must be "
         "equal to: a",
     ),
-    # Ragged instances (§1.5): each element is one tensor; sizes then shapes must agree.
+    # Ragged instances: each element is one tensor; sizes then shapes must agree.
     (
         b'{"instances": [[1,2],[3,4],[5,6,7]]}',
         "Failed to process element: 2 of 'instances' list. Error: INVALID_ARGUMENT: "
@@ -277,7 +277,7 @@ DECODED = [
     (b'{"inputs": [18446744073709551615]}', np.array([2**64 - 1], np.uint64), False),
     (b'{"inputs": ["a", "b"]}', _obj("a", "b"), False),
     (b'{"inputs": [1, 2.5]}', _obj(1, 2.5), False),  # mixed: coerce names the bad leaf
-    # {"b64": ...} -> bytes (§1.7), at the top of an instance it is a value, not a name.
+    # {"b64": ...} -> bytes; at the top of an instance it is a value, not a name.
     (b'{"instances": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]}', _obj(b"hello", b"world"), True),
     (b'{"inputs": {"b64": "aGVsbG8"}}', np.array(b"hello", dtype=object), False),  # no padding
     (b'{"inputs": []}', np.array([], dtype=object), False),
@@ -312,11 +312,11 @@ def test_decode_named_rows_and_columns() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# bind_inputs / coerce_to_dtype: the signature's names and dtypes (§1.5, §1.8)
+# bind_inputs / coerce_to_dtype: the signature's names and dtypes (AddValueToTensor)
 
 BOUND = [
     (b'{"instances": [[1,2],[3,4]]}', {"x": "int32"}, {"x": np.array([[1, 2], [3, 4]], np.int32)}),
-    # DT_FLOAT accepts ints; overflow -> inf; precision loss accepted (§1.8).
+    # DT_FLOAT accepts ints; overflow -> inf; precision loss accepted (AddValueToTensor).
     (
         b'{"instances": [1, 2.0, 5.003, 1e39, -1e39, 1435774380]}',
         {"x": "float"},
@@ -368,7 +368,7 @@ BIND_ERRORS = [
         b'{"instances": ["x"]}',
         {"x": "float"},
         "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
-        'JSON Value: "x" Type: String is not of expected type: float',  # §1.5 example (A15)
+        'JSON Value: "x" Type: String is not of expected type: float',  # api_rest.md's example
     ),
     (
         b'{"inputs": ["x"]}',
@@ -433,7 +433,7 @@ BIND_ERRORS = [
         {"x": "string"},
         "JSON Value: true Type: True is not of expected type: string",
     ),
-    # b64 (§1.7)
+    # b64
     (
         b'{"inputs": {"b64": "aGVsbG8="}}',
         {"x": "float"},
@@ -450,7 +450,7 @@ BIND_ERRORS = [
         {"x": "string"},
         'JSON Value: {"b64":7} not formatted correctly for base64 data',
     ),
-    # Names (§1.5)
+    # Names
     (
         b'{"instances": [1]}',
         {"a": "float", "b": "float"},
@@ -503,7 +503,7 @@ def test_bind_errors(body: bytes, signature: dict[str, str], message: str) -> No
 
 @pytest.mark.parametrize("dtype", ["half", "bfloat16", "complex64", "uint16", "qint8"])
 def test_dtypes_json_cannot_carry_are_unimplemented(dtype: str) -> None:
-    # §1.8: UNIMPLEMENTED -> HTTP 501
+    # AddValueToTensor: UNIMPLEMENTED -> HTTP 501
     error = _error(_bind, b'{"inputs": [1]}', {"x": dtype})
     assert (error.code, error.http_status) == (C.UNIMPLEMENTED, 501)
     assert error.message == f"Conversion of JSON Value: 1 to type: {dtype}"
@@ -532,7 +532,7 @@ def test_coerce_names_the_key_in_row_format() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# encode_predict_json (§1.5 Response, §1.7, §9.5, §9.6)
+# encode_predict_json (MakeJsonFromTensors)
 
 ENCODED = [
     ({"y": np.array([2.5, 3.0, 4.5], F32)}, True, {"predictions": [2.5, 3.0, 4.5]}),
@@ -550,7 +550,7 @@ ENCODED = [
         False,
         {"outputs": {"a": [1], "b": 2.5}},
     ),
-    # Strings: `_bytes` aliases are base64 (§1.7), others UTF-8 text.
+    # Strings: `_bytes` aliases are base64, others UTF-8 text.
     (
         {"label": _obj(b"cat", "d\u00f6g".encode()), "img_bytes": _obj(b"\xff\x00", b"")},
         True,
@@ -582,7 +582,7 @@ def test_encode_predict_json(outputs: dict, row_format: bool, expected: dict) ->
         (
             {"y": np.array([[1 / 3, 2], [np.nan, -np.inf]], F32)},
             True,
-            b'{"predictions":[[0.333333343,2.0],[NaN,-Infinity]]}',  # §1.5: not 0.33333334
+            b'{"predictions":[[0.333333343,2.0],[NaN,-Infinity]]}',  # WriteDecimal: not 0.33333334
         ),
         (
             {"a": np.array([np.inf, 1.0]), "b": np.array([[np.nan], [-np.inf]], F32)},
@@ -660,7 +660,7 @@ def test_json_round_trip(body: bytes, signature: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     ("value", "single", "text"),
-    [  # §1.5 WriteDecimal
+    [  # WriteDecimal
         (1 / 3, True, "0.333333343"),
         (1 / 3, False, "0.33333333333333331"),
         (3.0, True, "3.0"),
@@ -695,7 +695,7 @@ def test_float32_values_parse_back_like_tf_serving_text() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# TensorProto <-> numpy (§2.3)
+# TensorProto <-> numpy (tensor_util, MakeTensorProto)
 
 ARRAYS = [
     np.arange(6, dtype=F32).reshape(2, 3) / 7,
@@ -739,7 +739,7 @@ def test_decodes_tensorflow_made_protos(a: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     ("field", "a", "values"),
-    [  # TF Serving's gRPC responses use typed fields (§2.3, §9.9)
+    [  # TF Serving's gRPC responses use typed fields
         ("float_val", np.array([0.5, 2], F32), [0.5, 2.0]),
         ("double_val", np.array([0.1]), [0.1]),
         ("int_val", np.array([-1, 2], np.int8), [-1, 2]),

@@ -1,8 +1,8 @@
-"""The fast path for large tensors in JSON (`serving/codec_json_dense.py`): same answers as the
+"""The fast path for large tensors in JSON (``serving/codec/json_dense.py``): same answers as the
 careful path, or none at all.
 
-`decode_dense_predict_json` must give, for every body it accepts, exactly what the careful path
-(`parse_predict_json` then `decode_predict_document`) gives: the same signature name, format,
+``decode_dense_predict_json`` must give, for every body it accepts, exactly what the careful path
+(``parse_predict_json`` then ``decode_predict_document``) gives: the same signature name, format,
 input names, dtypes, shapes and values. For every other body (errors included) it must answer
 None, so that the careful path words the error. Checked on hand-picked bodies and on generated
 ones (dense, ragged, mixed, with tokens only rapidjson reads, in any layout and whitespace).
@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.codec_json import (
+from serving.codec.json_decode import (
     decode_dense_predict_json,
     decode_predict_document,
     decode_predict_json,
     parse_predict_json,
 )
-from serving.codec_json_dense import MIN_ARRAY_BYTES
+from serving.codec.json_dense import MIN_ARRAY_BYTES
 from serving.errors import ServingError
 
 RNG = np.random.default_rng(7)
@@ -60,14 +60,14 @@ def _values(array: np.ndarray) -> list[str]:
 
 
 def assert_fast(body: bytes) -> None:
-    """The fast path reads `body` and agrees with the careful path."""
+    """The fast path reads ``body`` and agrees with the careful path."""
     fast = decode_dense_predict_json(body)
     assert fast is not None, "the fast path declined a body it should read"
     assert_same_request(fast, careful(body))
 
 
 def assert_declined(body: bytes) -> None:
-    """The fast path leaves `body` to the careful path, which answers as it always did."""
+    """The fast path leaves ``body`` to the careful path, which answers as it always did."""
     assert decode_dense_predict_json(body) is None
     slow = careful(body)
     if isinstance(slow, ServingError):

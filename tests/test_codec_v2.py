@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving import codec_v2
+from serving.codec import v2 as codec_v2
 from serving.errors import ServingError
 
 ARRAYS = {

@@ -1,6 +1,6 @@
 """docker-compose.yml, checked by parsing it (there is no Docker engine here).
 
-What a `docker compose up` would trip over, found without Docker: host paths that are bind-mounted
+What a ``docker compose up`` would trip over, found without Docker: host paths that are bind-mounted
 but missing, ports that do not line up between the serving flags, nginx, Prometheus and Locust,
 unpinned images, a serving image or flags that drifted from k8s/, config paths that do not exist
 in the mounted folder, a compose/nginx.conf that is not the template's render (or that nginx

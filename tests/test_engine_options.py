@@ -15,9 +15,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from export.tflite import TFLITE_FILE, convert
+from export.tflite import convert
 from servectl.engine_process import EngineProcess, children
 from serving import codec
+from serving.engine.servable import TFLITE_FILE
 from tests.conftest import run_servectl, wait_until
 from tests.model_builders import save_module
 

@@ -27,9 +27,9 @@ from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
 
 from serving import codec
-from serving.codec_dtypes import BY_ENUM
-from serving.codec_examples import decode_examples_json
-from serving.codec_proto import MAX_TENSOR_BYTES
+from serving.codec.dtypes import BY_ENUM
+from serving.codec.examples import decode_examples_json
+from serving.codec.proto import MAX_TENSOR_BYTES
 from serving.errors import ServingError
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,

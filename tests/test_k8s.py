@@ -43,7 +43,7 @@ TARGETS = [
 # kubernetes-validate has schemas for.
 KUBERNETES_VERSIONS = ("1.30", "1.34")
 
-# `tensorflow_model_server` flags (TFSERVING_CONTRACT.md section 3, model_servers/main.cc).
+# `tensorflow_model_server` flags (model_servers/main.cc).
 SERVER_FLAGS = frozenset({
     "port", "grpc_socket_path", "rest_api_port", "rest_api_num_threads", "rest_api_timeout_in_ms",
     "rest_api_enable_cors_support", "model_name", "model_base_path", "model_config_file",
@@ -64,7 +64,7 @@ SERVER_FLAGS = frozenset({
     "skip_initialize_tpu",
 })
 
-# Metric names TensorFlow Serving and TensorFlow export (TFSERVING_CONTRACT.md section 4.4).
+# Metric names TensorFlow Serving and TensorFlow export (util/prometheus_exporter.cc).
 _COUNTERS = ["request_count", "request_example_count_total", "model_warmup_records_read",
              "request_log_count", "batching_session:wrapped_run_count"]
 _HISTOGRAMS = ["request_latency", "runtime_latency", "request_example_counts",

@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 
 from loadtest import payloads, samples, stages, stats, sweep
+from loadtest.options import LocustfileOptions, add_arguments
 from loadtest.report import Generator, LevelReport, Measured
 from loadtest.samples import ProcessUsage, Recorder
-from loadtest.signature import InputSpec, Target
+from loadtest.session import LoadTest, LoadTestError, plan
+from loadtest.signature import InputSpec
 from loadtest.slo import Slo, Verdict, judge
-from servectl.commands.loadtest_cmd import duration
+from servectl.arguments import duration
 from serving import codec
+from serving.client import ModelRef
 from tests.conftest import run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -209,7 +212,7 @@ def test_synthetic_payload_round_trips_through_the_codec():
              InputSpec("text", codec.resolve("DT_STRING"), (-1,))]
     arrays = payloads.synthesize(specs, batch=4, rng=np.random.default_rng(0))
     assert arrays["x"].shape == (4, 3) and arrays["x"].dtype == np.float32
-    body = payloads.rest_body(arrays, Target("m", signature="sig"))
+    body = payloads.rest_body(arrays, ModelRef("m", signature="sig"))
     request = codec.decode_predict_json(body)
     assert request.signature_name == "sig" and not request.row_format
     assert request.inputs["ids"].tolist() == arrays["ids"].tolist()
@@ -239,3 +242,44 @@ def test_recorder_round_trip(tmp_path):
     assert loaded.protocol.tolist() == ["grpc", "rest"]  # ordered by start time
     assert loaded.latency_ms.tolist() == [1.5, 0.25] and loaded.ok.tolist() == [False, True]
     assert [p.role for p in loaded.processes] == ["local"] and loaded.processes[0].wall_s > 0
+
+
+# --- the session API and the locustfile's options --------------------------------------------
+
+def test_locustfile_options_parse_back_from_the_command_line_the_runner_writes():
+    import argparse
+
+    written = LocustfileOptions(model="m", model_version=3, signature="sig",
+                                grpc_target="127.0.0.1:1", batch_size=4, shape="steps",
+                                step_duration=2.5, levels="1,4", samples_dir="out/samples",
+                                slo_p99_ms=12.5, slo_error_rate=0.0, api_protocol="v2")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert LocustfileOptions.from_parsed(parser.parse_args(written.argv())) == written
+    assert LocustfileOptions.from_parsed(parser.parse_args([])) == LocustfileOptions()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rest": None}, "give --rest URL and/or --grpc HOST:PORT"),
+    ({"model": None}, "give --model NAME (or --replay LOGS)"),
+    ({"version": 2, "label": "canary"}, "give --version or --label, not both"),
+    ({"sweep": "1,4", "shape": "spike"}, "--sweep plays its own levels"),
+    ({"sweep": "4,x"}, "--sweep: expected comma-separated"),
+    ({"slo": Slo(error_rate=1.5)}, "--slo-error-rate is a fraction in [0, 1]"),
+    ({"processes": -3}, "--processes is a positive count or -1"),
+])
+def test_plan_refuses_what_cannot_run(tmp_path, changes, message):
+    test = LoadTest(**{"out": tmp_path, "rest": "http://127.0.0.1:1", "model": "m", **changes})
+    with pytest.raises(LoadTestError, match=re.escape(message)):
+        plan(test)
+
+
+def test_a_sweep_plans_its_levels_as_steps_without_locusts_own_gate(tmp_path):
+    planned = plan(LoadTest(out=tmp_path, grpc="127.0.0.1:1", model="m", sweep="1,4",
+                            duration_s=3.0, slo=Slo(p99_ms=10.0, error_rate=0.01)))
+    assert [s.users for s in planned.stages] == [1, 4] and planned.users == 4
+    assert (planned.options.shape, planned.options.levels) == ("steps", "1,4")
+    assert (planned.options.slo_p99_ms, planned.options.slo_error_rate) == (None, None)
+    assert planned.grpc == "127.0.0.1:1" and planned.rest is None
+    assert planned.samples_dir == tmp_path / "samples"
+    assert planned.argv()[-1] == "GrpcUser"

@@ -1,4 +1,4 @@
-"""REST conformance: TensorFlow Serving's HTTP API (TFSERVING_CONTRACT.md §1) on the real engine.
+"""REST conformance: TensorFlow Serving's HTTP API (g3doc/api_rest.md) on the real engine.
 
 Each case sends one request with the stdlib HTTP client to the shared session engine and checks
 the status, ``Content-Type: application/json`` and the whole parsed body: the exact JSON of a

@@ -1,4 +1,4 @@
-"""`servectl rollout --kube` against the ConfigMap API, and the pure rollout plans.
+"""``servectl rollout --kube`` against the ConfigMap API, and the pure rollout plans.
 
 No Kubernetes API server can run here, so the ConfigMap API is a small in-memory stand-in with
 the two calls the rollout makes (read, patch); the plans it records are checked step by step."""

@@ -1,5 +1,5 @@
-"""`servectl up` (2 replicas behind nginx, Prometheus), rollouts under load, a replica killed
-under load, `servectl down`."""
+"""``servectl up`` (2 replicas behind nginx, Prometheus), rollouts under load, a replica killed
+under load, ``servectl down``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from benchmarks.loadgen import Target, run_level
+from benchmarks.loadgen import Endpoint, predict_path, run_level
 from benchmarks.run import payloads
 from loadtest import samples
 from servectl.topology import local
@@ -47,9 +47,9 @@ def topology(tmp_path_factory):
 def load(topology, protocol: str, seconds: float, results: dict, concurrency: int = 8):
     grpc_payload, rest_payload = payloads("linear", {"x": np.array([1.0], np.float32),
                                                      "work": np.array([0], np.int32)})
-    target = Target("grpc", f"127.0.0.1:{topology.grpc_port}", grpc_payload) \
-        if protocol == "grpc" else Target(
-            "rest", f"http://127.0.0.1:{topology.rest_port}/v1/models/linear:predict",
+    target = Endpoint("grpc", f"127.0.0.1:{topology.grpc_port}", grpc_payload) \
+        if protocol == "grpc" else Endpoint(
+            "rest", f"http://127.0.0.1:{topology.rest_port}{predict_path('linear')}",
             rest_payload)
     results[protocol] = run_level(target, concurrency, seconds, processes=1, warmup_s=0.5)
 
@@ -75,7 +75,7 @@ def test_up_starts_replicas_nginx_and_prometheus(topology):
 
 
 def test_rollouts_under_locust_load_lose_no_request(topology, tmp_path):
-    """Constant Locust load over REST and gRPC through nginx (`servectl loadtest`) while the
+    """Constant Locust load over REST and gRPC through nginx (``servectl loadtest``) while the
     model goes canary -> promote -> rollback: no request may fail. The load runs until the
     rollouts are done, however long a busy machine makes them (Ctrl-C ends it, reported)."""
     np.savez(tmp_path / "rows.npz", x=np.ones(16, np.float32), work=np.zeros(16, np.int32))

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from export import describe, pipeline, publish
-from export.tflite import TFLITE_FILE, TfliteRunner
+from export.tflite import TfliteRunner
 from export.variants import relative_drop
 from models import evaluation, zoo
+from serving.engine.servable import TFLITE_FILE
 from serving.engine.tflite_session import embedded_signature_defs
 
 
@@ -95,7 +96,7 @@ def _files(directory):
 
 def test_a_published_version_never_changes_after_the_rename(cnn_export, capsys):
     """Everything a version holds, the variant table included, is written before it is
-    published (a polling server may already be loading it); what `servectl export` prints
+    published (a polling server may already be loading it); what ``servectl export`` prints
     afterwards touches nothing."""
     from export.variants import TABLE_FILE, variant_table
     from servectl.commands.export_cmd import _print_report

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from export import publish
+from export.variant_names import VARIANTS
 from models import zoo
+from servectl.arguments import fraction, version_number
 from servectl.errors import UsageError
 from servectl.tensorflow_import import import_tensorflow
-from serving.versions import MAX_VERSION, parse_version
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat")  # export.tflite.VARIANTS, without TF
 EXIT_REFUSED = 1
 
 EXAMPLE = """examples:
@@ -27,15 +27,6 @@ everything asked for was published, 1 when a variant was refused by the --max-dr
 SavedModel and the other variants are still published), 2 on bad input."""
 
 
-def positive_int(text: str) -> int:
-    version = parse_version(text)
-    if version is None or version < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer up to {MAX_VERSION} (an int64, as TensorFlow Serving's "
-            f"versions), got {text!r}")
-    return version
-
-
 def variant_list(text: str) -> tuple[str, ...]:
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
@@ -46,23 +37,13 @@ def variant_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model as a new SavedModel version",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="zoo model name, .keras/.h5 file, or SavedModel directory")
     p.add_argument("--base-path", type=Path, required=True, help="model base path")
-    p.add_argument("--version", type=positive_int, help="version number (next free one)")
+    p.add_argument("--version", type=version_number(1), help="version number (next free one)")
     p.add_argument("--name", help="model name under the base path (the model's own name)")
     p.add_argument("--tflite", type=variant_list, default=(),
                    help=f"comma-separated TFLite variants: {','.join(VARIANTS)}")

@@ -10,17 +10,13 @@ level met it), 1 when not (or when Locust failed), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
 import sys
 from pathlib import Path
 
+from servectl.arguments import duration, positive, version_number
 from servectl.errors import UsageError
 
 EXIT_FAILED = 1
-DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 EXAMPLE = """examples:
   servectl loadtest --rest http://127.0.0.1:8501 --model half_plus_two --users 8 \\
@@ -38,30 +34,6 @@ under test usually shares this machine); the run reports how busy each process w
 when the generator, not the server, was the bottleneck."""
 
 
-def duration(text: str) -> float:
-    """``10s``, ``1m30s``, ``500ms``, ``2m``, ``45`` (seconds) -> seconds."""
-    parts = DURATION.findall(text)
-    if not parts or "".join(n + (u or "") for n, u in parts) != text.strip():
-        raise argparse.ArgumentTypeError(f"expected a duration like 10s, 2m or 1m30s; got {text!r}")
-    seconds = sum(float(n) * UNITS[u or None] for n, u in parts)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive duration; got {text!r}")
-    return seconds
-
-
-def positive(kind: type):
-    """An argparse type for positive ints or floats, with a one-line error."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
-        return value
-    return parse
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from loadtest.stages import SHAPES
 
@@ -71,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rest", metavar="URL", help="REST base URL, e.g. http://127.0.0.1:8501")
     p.add_argument("--grpc", metavar="HOST:PORT", help="gRPC address, e.g. 127.0.0.1:8500")
     p.add_argument("--model", help="model name (with --replay: default the logged ones)")
-    p.add_argument("--version", type=positive(int), help="model version (default: latest)")
+    p.add_argument("--version", type=version_number(1),
+                   help="model version (default: latest)")
     p.add_argument("--label", help="version label, e.g. stable or canary")
     p.add_argument("--signature", default="serving_default", help="signature (%(default)s)")
     p.add_argument("--batch-size", type=positive(int), default=1, help="examples per request")
@@ -105,159 +78,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def plan_run(args: argparse.Namespace):
-    """The Locust run the arguments ask for, checked before anything starts."""
-    from loadtest import runner, stages, sweep
-    from loadtest.signature import Target
+def load_test(args: argparse.Namespace):
+    """The session the arguments ask for (``loadtest.session.LoadTest``)."""
+    from loadtest.session import LoadTest
     from loadtest.slo import Slo
 
-    if not args.rest and not args.grpc:
-        raise UsageError("give --rest URL and/or --grpc HOST:PORT")
-    if not args.model and not args.replay:
-        raise UsageError("give --model NAME (or --replay LOGS)")
-    if args.replay and args.payload_npz:
-        raise UsageError("give --replay or --payload-npz, not both")
-    if args.replay and args.protocol == "v2":
-        raise UsageError("--replay sends TensorFlow Serving's calls as logged; drop "
-                         "--protocol v2")
-    if args.version is not None and args.label:
-        raise UsageError("give --version or --label, not both")
-    if not 0 <= args.slo_error_rate <= 1:
-        raise UsageError(f"--slo-error-rate is a fraction in [0, 1]; got {args.slo_error_rate}")
-    levels: tuple[int, ...] = ()
-    shape = args.shape
-    if args.sweep:
-        if shape != "constant":
-            raise UsageError("--sweep plays its own levels; drop --shape")
-        try:
-            levels = sweep.parse_levels(args.sweep)
-        except ValueError as e:
-            raise UsageError(f"--sweep: {e}") from None
-        shape = "steps"
-    processes = args.processes or runner.default_processes()
-    if processes == -1:
-        processes = os.cpu_count() or 1
-    if processes < 1:
-        raise UsageError(f"--processes is a positive count or -1; got {args.processes}")
-    users = max(levels) if levels else args.users
-    spawn_rate = args.spawn_rate or float(users)
-    try:
-        planned = stages.plan(shape, users, spawn_rate, args.duration, args.step_users, levels)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    shape_args = ["--shape", shape, "--step-duration", f"{args.duration:g}"]
-    shape_args += ["--step-users", str(args.step_users)] if args.step_users else []
-    shape_args += ["--levels", ",".join(map(str, levels))] if levels else []
-    payload_args = ["--batch-size", str(args.batch_size), "--api-protocol", args.protocol]
-    payload_args += ["--payload-npz", str(args.payload_npz.resolve())] if args.payload_npz else []
-    payload_args += ["--replay", str(args.replay.resolve())] if args.replay else []
-    slo = Slo(args.slo_p99_ms, args.slo_error_rate, args.slo_min_rps)
-    return runner.LocustRun(
-        Target(args.model or "", args.version, args.label, args.signature), args.rest, args.grpc,
-        planned, shape_args, users, spawn_rate, processes, args.out,
-        None if args.sweep else slo, payload_args), slo
-
-
-def precheck(config, args: argparse.Namespace) -> None:
-    """Reads the signature and encodes one payload pool (or reads the replayed log) now, so
-    mistakes fail in a line."""
-    protocols = tuple(p for p, on in (("rest", config.rest), ("grpc", config.grpc)) if on)
-    if args.replay:
-        _precheck_replay(args, protocols)
-    else:
-        _precheck_payload(config, args, protocols)
-    try:
-        config.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create --out {config.out}: {e.strerror}") from None
-
-
-def _precheck_replay(args: argparse.Namespace, protocols: tuple[str, ...]) -> None:
-    from loadtest import replay
-
-    try:
-        logged = replay.load(args.replay, args.model, args.version, args.label)
-    except replay.ReplayError as e:
-        raise UsageError(str(e)) from None
-    if protocols == ("rest",) and all(r.rest_path is None for r in logged):
-        raise UsageError(f"{args.replay}: every logged call is MultiInference, which REST "
-                         "cannot send; use --grpc")
-    apis = sorted({r.api for r in logged})
-    print(f"replaying {len(logged)} logged calls ({', '.join(apis)}) from {args.replay}",
-          flush=True)
-
-
-def _precheck_payload(config, args: argparse.Namespace, protocols: tuple[str, ...]) -> None:
-    from loadtest import payloads, signature
-
-    try:
-        if args.protocol == "v2":
-            specs = signature.fetch_v2(config.rest, config.grpc, config.target)
-        else:
-            specs = (signature.fetch_rest(config.rest, config.target) if config.rest
-                     else signature.fetch_grpc(config.grpc, config.target))
-        payloads.build(specs, config.target, protocols, args.batch_size, args.payload_npz,
-                       api=args.protocol)
-    except (signature.SignatureError, payloads.PayloadError) as e:
-        raise UsageError(str(e)) from None
-
-
-def write_outputs(config, args, slo, report, samples, verdict, locust_code: int) -> list[Path]:
-    """Plots, the sweep curve and results.json; returns every file worth naming."""
-    from loadtest import plots, sweep
-    from loadtest.report import to_dict
-
-    out = config.out
-    files = [out / "locust.html", out / "locust_stats.csv",
-             plots.timeline(samples, report, out / "timeline.png")]
-    knee = None
-    if args.sweep:
-        knee = sweep.knee(report.levels)
-        files += [plots.curve(report.levels, knee, slo, out / "curve.png"),
-                  sweep.write_csv(report.levels, out / "curve.csv")]
-    results = {**to_dict(report), "verdict": {"passed": verdict.passed,
-                                              "reasons": list(verdict.reasons),
-                                              "exit_code": verdict.exit_code},
-               "knee_users": knee.users if knee else None, "locust_exit_code": locust_code,
-               "config": {"model": args.model, "version": args.version, "label": args.label,
-                          "signature": args.signature, "rest": args.rest, "grpc": args.grpc,
-                          "users": config.users, "processes": config.processes,
-                          "duration_s": args.duration,
-                          "shape": "steps" if args.sweep else args.shape,
-                          "slo": slo.__dict__}}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    return [*files, out / "results.json"]
+    return LoadTest(
+        out=args.out, rest=args.rest, grpc=args.grpc, model=args.model, version=args.version,
+        label=args.label, signature=args.signature, batch_size=args.batch_size,
+        payload_npz=args.payload_npz, protocol=args.protocol, replay=args.replay,
+        users=args.users, spawn_rate=args.spawn_rate, duration_s=args.duration,
+        processes=args.processes, shape=args.shape, step_users=args.step_users,
+        sweep=args.sweep, window_s=args.window,
+        slo=Slo(args.slo_p99_ms, args.slo_error_rate, args.slo_min_rps))
 
 
 def run(args: argparse.Namespace) -> int:
     from loadtest import report as reports
-    from loadtest import runner, samples, stages, sweep
+    from loadtest import runner, session
 
-    config, slo = plan_run(args)
-    precheck(config, args)
+    test = load_test(args)
+    try:
+        planned = session.plan(test)
+        sent = session.precheck(test, planned)
+    except session.LoadTestError as e:
+        raise UsageError(str(e)) from None
+    if sent:
+        print(sent, flush=True)
     protocols = "+".join(p for p, on in (("REST", args.rest), ("gRPC", args.grpc)) if on)
-    levels = ",".join(str(s.users) for s in config.stages)
+    levels = ",".join(str(s.users) for s in planned.stages)
     protocols += " (V2)" if args.protocol == "v2" else ""
     print(f"load test: {args.model or 'the logged models'} over {protocols}, {levels} users, "
-          f"{args.duration:g}s per level, {config.processes} Locust process(es); SLO "
-          f"{slo.describe()}", flush=True)
-    code = runner.run(config, report_on_interrupt=True)
+          f"{args.duration:g}s per level, {planned.processes} Locust process(es); SLO "
+          f"{test.slo.describe()}", flush=True)
+    outcome = session.execute(test, planned, report_on_interrupt=True)
+    code = outcome.locust_code
     if code not in (0, 1):
-        print(f"warning: Locust exited {code}; see {config.out / 'locust.log'}", file=sys.stderr)
-    recorded = samples.load(config.samples_dir)
-    if not len(recorded.start):
+        print(f"warning: Locust exited {code}; see {args.out / 'locust.log'}", file=sys.stderr)
+    if outcome.report is None:
         print(f"servectl loadtest: Locust sent no request (exit {code}); its log ends:\n"
-              f"{runner.log_tail(config.out)}", file=sys.stderr)
+              f"{runner.log_tail(args.out)}", file=sys.stderr)
         return EXIT_FAILED
-    report = reports.analyze(recorded, stages.read_levels(config.samples_dir), slo, args.window)
-    verdict = sweep.verdict(report) if args.sweep else report.verdict
-    files = write_outputs(config, args, slo, report, recorded, verdict, code)
+    files = session.write_outputs(test, planned, outcome)
+    report, verdict = outcome.report, outcome.verdict
     print(reports.table(report))
     print(report.generator.describe())
     if report.generator.warning():
         print(report.generator.warning(), file=sys.stderr)
     print("wrote " + ", ".join(str(f) for f in files))
-    if config.slo is not None and code in (0, 1) and code != verdict.exit_code:
+    if not args.sweep and code in (0, 1) and code != verdict.exit_code:
         print(f"note: Locust's own gate (whole run incl. ramp-up, ms buckets) exited {code}")
     print(verdict.line())
     return verdict.exit_code

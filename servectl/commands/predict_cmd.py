@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from servectl.arguments import positive, version_number
 from servectl.errors import UsageError
 
 EXIT_SERVER_FAULT = 1
@@ -43,22 +44,6 @@ Exit status: 0 on success; 2 for a bad request, an unknown model or an unreachab
 the server fails (INTERNAL, UNKNOWN, DATA_LOSS)."""
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _version(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a version number, got {text!r}")
-    return int(text)
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="send one Predict request and print the outputs",
                        description=__doc__, epilog=EXAMPLE,
@@ -77,14 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", metavar="[NAME=]FILE", action="append", default=[],
                    help="an input from an image file, PNG/JPEG/... (repeatable)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--version", type=_version, help="version number (default: latest)")
+    which.add_argument("--version", type=version_number(0), help="version number (default: latest)")
     which.add_argument("--label", help="version label, e.g. stable or canary")
     p.add_argument("--signature", help="signature key (default: serving_default)")
     p.add_argument("--output-filter", metavar="A,B", help="only these outputs")
     p.add_argument("--protocol", choices=("tfserving", "v2"), default="tfserving",
                    help="TensorFlow Serving's API or the Open Inference Protocol (KServe V2: "
                         "Triton, KServe, MLServer, and this engine with --enable_v2_protocol)")
-    p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=positive(float), default=30.0, metavar="S",
                    help="deadline of each call in seconds, retries included (default: 30)")
     p.set_defaults(run=run)
 
@@ -218,7 +203,7 @@ def _short(value: Any) -> str:
 
 
 def format_output(name: str, array: np.ndarray) -> str:
-    """`name: dtype shape` and the values, numpy's summary of large arrays (`...`)."""
+    """``name: dtype shape`` and the values, numpy's summary of large arrays (``...``)."""
     values = np.array2string(array, threshold=24, edgeitems=3, max_line_width=96,
                              separator=", ", formatter={"object": _short})
     dtype = "string" if array.dtype == object else array.dtype.name

@@ -1,7 +1,7 @@
 """``servectl rollout``: canary, promote and roll back model versions without dropping a request.
 
 Uses TensorFlow Serving's own mechanisms (version policy + ``stable``/``canary`` labels, in the
-order the docs require) by editing ``models.config`` — the copy `servectl up` runs from, or the
+order the docs require) by editing ``models.config`` — the copy ``servectl up`` runs from, or the
 ``serving-models`` ConfigMap with ``--kube`` — and applying it (HandleReloadConfigRequest on
 local replicas; TensorFlow Serving's config polling in Kubernetes). Prints every change.
 """

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         from servectl.workers import run_workers
 
         return run_workers(options.workers, sys.argv[sys.argv.index("serve") + 1:])
-    import_tensorflow()
+    import_tensorflow(keras=False)  # the engine runs graphs: no Keras (1.5-2 s of start-up)
     from serving.engine import server, settings
 
     try:

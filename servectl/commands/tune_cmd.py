@@ -22,7 +22,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from servectl.commands.loadtest_cmd import duration, positive
+from servectl.arguments import duration, int_list, positive
 from servectl.errors import UsageError
 
 EXIT_NONE_MET = 1
@@ -48,18 +48,6 @@ The chosen setting goes to --output (OUT/batching.config by default), for
 `tensorflow_model_server --enable_batching --batching_parameters_file=FILE`."""
 
 
-def values(minimum: int):
-    """An argparse type for ``8,32``-style lists of integers >= ``minimum``."""
-    def parse(text: str) -> tuple[int, ...]:
-        from loadtest.tune import parse_values
-
-        try:
-            return parse_values(text, minimum)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return parse
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="find the batching setting with the highest throughput "
                        "that meets a p99 SLO", description=__doc__, epilog=EXAMPLE,
@@ -80,13 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=duration, default=10.0,
                    help="measured time per setting, e.g. 10s, 1m (10s)")
     p.add_argument("--processes", type=int, help="Locust processes, as for servectl loadtest")
-    p.add_argument("--max-batch-sizes", type=values(1), metavar="N,...",
+    p.add_argument("--max-batch-sizes", type=int_list(1), metavar="N,...",
                    help="max_batch_size values (8,16,32)")
-    p.add_argument("--timeouts-us", type=values(0), metavar="US,...",
+    p.add_argument("--timeouts-us", type=int_list(0), metavar="US,...",
                    help="batch_timeout_micros values (0,1000,2000,5000,10000)")
-    p.add_argument("--threads", type=values(1), metavar="N,...",
+    p.add_argument("--threads", type=int_list(1), metavar="N,...",
                    help="num_batch_threads values (this machine's cores)")
-    p.add_argument("--queue", type=values(1), metavar="N,...",
+    p.add_argument("--queue", type=int_list(1), metavar="N,...",
                    help="max_enqueued_batches values (each setting's num_batch_threads)")
     p.add_argument("--budget", type=positive(int), metavar="N",
                    help="try at most N settings of the grid (default: all)")
@@ -162,22 +150,16 @@ def _check_paths(args: argparse.Namespace) -> Path:
     return output
 
 
-def _loadtest_args(args: argparse.Namespace, engine, out: Path) -> argparse.Namespace:
-    """``servectl loadtest``'s own arguments (its parser's defaults) for one setting."""
-    from servectl.commands import loadtest_cmd
+def _load_test(args: argparse.Namespace, engine, out: Path):
+    """The load test of one setting: ``servectl loadtest``'s defaults, this command's load."""
+    from loadtest.session import LoadTest
+    from loadtest.slo import Slo
 
-    parser = argparse.ArgumentParser(prog="servectl")
-    loadtest_cmd.add_parser(parser.add_subparsers())
-    argv = ["loadtest", "--model", args.model, "--out", str(out)]
-    if args.protocol in ("rest", "both"):
-        argv += ["--rest", engine.rest_url]
-    if args.protocol in ("grpc", "both"):
-        argv += ["--grpc", engine.grpc_target]
-    ns = parser.parse_args(argv)
-    ns.signature, ns.batch_size, ns.users = args.signature, args.batch_size, args.users
-    ns.duration, ns.processes = args.duration, args.processes
-    ns.slo_p99_ms, ns.slo_error_rate = args.slo_p99_ms, args.slo_error_rate
-    return ns
+    return LoadTest(out=out, rest=engine.rest_url if args.protocol in ("rest", "both") else None,
+                    grpc=engine.grpc_target if args.protocol in ("grpc", "both") else None,
+                    model=args.model, signature=args.signature, batch_size=args.batch_size,
+                    users=args.users, duration_s=args.duration, processes=args.processes,
+                    slo=Slo(args.slo_p99_ms, args.slo_error_rate))
 
 
 class EngineFailed(Exception):
@@ -192,9 +174,8 @@ def _last_line(text: str) -> str:
 def _measure(args, flags: list[str], index: int, total: int, setting, run_dir: Path):
     """Starts an engine with ``setting``, load-tests it, stops it: ``(Trial, warning)``."""
     from loadtest import report as reports
-    from loadtest import runner, samples, stages
+    from loadtest import runner, session
     from loadtest.tune import Trial
-    from servectl.commands import loadtest_cmd
     from servectl.engine_process import EngineProcess
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -211,17 +192,19 @@ def _measure(args, flags: list[str], index: int, total: int, setting, run_dir: P
             raise EngineFailed(f"the engine for setting #{index} ({setting.describe()}) {reason}"
                                f": {_last_line(engine.log())} (log: {run_dir / 'engine.log'})"
                                ) from None
-        ns = _loadtest_args(args, engine, run_dir)
-        config, slo = loadtest_cmd.plan_run(ns)
-        loadtest_cmd.precheck(config, ns)
-        code = runner.run(config)
-        recorded = samples.load(config.samples_dir)
-        if not len(recorded.start):
-            note = f"Locust sent no request (exit {code}): {_last_line(runner.log_tail(run_dir))}"
+        test = _load_test(args, engine, run_dir)
+        try:
+            planned = session.plan(test)
+            session.precheck(test, planned)
+        except session.LoadTestError as e:
+            raise UsageError(str(e)) from None
+        outcome = session.execute(test, planned)
+        if outcome.report is None:
+            note = (f"Locust sent no request (exit {outcome.locust_code}): "
+                    f"{_last_line(runner.log_tail(run_dir))}")
             return Trial(index, setting, 0, 0.0, math.nan, math.nan, 0, False, note), None
-        report = reports.analyze(recorded, stages.read_levels(config.samples_dir), slo,
-                                 ns.window)
-        loadtest_cmd.write_outputs(config, ns, slo, report, recorded, report.verdict, code)
+        session.write_outputs(test, planned, outcome)
+        report = outcome.report
     finally:
         status = engine.stop() if engine.process is not None else 0
         (run_dir / "engine.log").write_text(engine.log())

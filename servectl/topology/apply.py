@@ -50,7 +50,7 @@ def version_states(target: str, model: str, timeout: float = 10) -> dict[int, st
 
 
 class LocalReplicas:
-    """Replicas started by `servectl up`, all reading ``config_path``."""
+    """Replicas started by ``servectl up``, all reading ``config_path``."""
 
     def __init__(self, config_path: Path, targets: list[str], timeout: float = 120):
         self.config_path, self.targets, self.timeout = config_path, targets, timeout

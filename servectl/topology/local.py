@@ -1,4 +1,4 @@
-"""`servectl up` / `servectl down`: the production topology on one machine, without Docker.
+"""``servectl up`` / ``servectl down``: the production topology on one machine, without Docker.
 
 N engine replicas (``servectl serve``) read one copy of ``models.config`` (base paths under
 ``/models`` mapped to a local models folder) and the batching/monitoring files of
@@ -32,7 +32,7 @@ MODELS_CONFIG = "models.config"
 
 
 class TopologyError(Exception):
-    """Something `up`/`down` cannot do, in one line."""
+    """Something ``up``/``down`` cannot do, in one line."""
 
 
 @dataclass
@@ -206,7 +206,7 @@ def _alive(process: Process) -> bool:
 
 
 def down(state: Path, timeout: float = 60) -> list[str]:
-    """Stop everything `up` started in ``state`` (SIGTERM, then SIGKILL after ``timeout``)."""
+    """Stop everything ``up`` started in ``state`` (SIGTERM, then SIGKILL after ``timeout``)."""
     state = state.resolve()
     topology = Topology.load(state)
     stopped = []

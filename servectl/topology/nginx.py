@@ -1,6 +1,6 @@
 """nginx configuration for a set of replicas, rendered from one template.
 
-The same template serves `servectl up` (replicas on loopback ports) and docker-compose.yml
+The same template serves ``servectl up`` (replicas on loopback ports) and docker-compose.yml
 (replicas by service name), so the load-balancing rules are written once.
 """
 

@@ -4,10 +4,10 @@
     >>> RestClient("http://localhost:8501").predict("half_plus_two", {"x": [1.0]})
     {'y': array([2.5], dtype=float32)}
 
-`RestClient` / `AsyncRestClient` (no TensorFlow import) and `GrpcClient` / `AsyncGrpcClient`
-share one API (`serving.client.api.SyncApi`), one error type (`ServingClientError`, with a
-canonical gRPC code on both wires) and one `RetryPolicy`. Names are imported on first use, so
-`from serving.client import RestClient` never loads the gRPC stubs (and TensorFlow with them).
+``RestClient`` / ``AsyncRestClient`` (no TensorFlow import) and ``GrpcClient`` / ``AsyncGrpcClient``
+share one API (``serving.client.api.SyncApi``), one error type (``ServingClientError``, with a
+canonical gRPC code on both wires) and one ``RetryPolicy``. Names are imported on first use, so
+``from serving.client import RestClient`` never loads the gRPC stubs (and TensorFlow with them).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _EXPORTS = {
     "GrpcClient": "serving.client.grpc_client",
     "AsyncGrpcClient": "serving.client.grpc_client",
     "ServingClientError": "serving.client.errors",
+    "ModelRef": "serving.client.queries",
     "RetryPolicy": "serving.client.retry",
     "ClassifyResult": "serving.client.results",
     "ModelListing": "serving.client.results",

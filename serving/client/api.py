@@ -1,7 +1,7 @@
-"""The public methods of the clients: `SyncApi` (blocking) and `AsyncApi` (awaitable).
+"""The public methods of the clients: ``SyncApi`` (blocking) and ``AsyncApi`` (awaitable).
 
 Both expose one shape of API over either wire. The logic of each method is a plan in
-`ClientCore`; these classes only run plans, each attempt through the transport's `_attempt`
+``ClientCore``; these classes only run plans, each attempt through the transport's ``_attempt``
 under the call's deadline and retry policy.
 """
 
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 class SyncApi(ClientCore):
-    """Blocking calls to TensorFlow Serving's API. Errors are `ServingClientError`."""
+    """Blocking calls to TensorFlow Serving's API. Errors are ``ServingClientError``."""
 
     def _attempt(self, call: Call[T], timeout: float) -> T:
         raise NotImplementedError
@@ -63,17 +63,17 @@ class SyncApi(ClientCore):
 
     def predict(self, model: str, inputs: Inputs, **options: Unpack[PredictOptions]
                 ) -> dict[str, np.ndarray]:
-        """Runs a signature (`Predict`).
+        """Runs a signature (``Predict``).
 
         Args:
             model: the model name.
-            inputs: `{alias: array-like}`, or one array-like for a single-input signature.
+            inputs: ``{alias: array-like}``, or one array-like for a single-input signature.
                 Any dtype the wire carries: numbers, bool, str and bytes (object arrays keep
-                bytes exactly; REST sends bytes that are not UTF-8 as `{"b64": ...}`).
-            **options: `version` or `label`, `signature`, `output_filter`, `timeout`.
+                bytes exactly; REST sends bytes that are not UTF-8 as ``{"b64": ...}``).
+            **options: ``version`` or ``label``, ``signature``, ``output_filter``, ``timeout``.
 
         Returns:
-            `{alias: array}` in the signature's dtypes; strings as object arrays of bytes.
+            ``{alias: array}`` in the signature's dtypes; strings as object arrays of bytes.
 
         Raises:
             ServingClientError: NOT_FOUND (unknown model or version), INVALID_ARGUMENT (bad
@@ -88,23 +88,23 @@ class SyncApi(ClientCore):
 
     def classify(self, model: str, examples: Sequence[Mapping[str, Any]],
                  **options: Unpack[ExamplesOptions]) -> ClassifyResult:
-        """Runs a classify signature on `tf.Example`s given as `{feature: value(s)}` dicts.
+        """Runs a classify signature on `tf.Example`s given as ``{feature: value(s)}`` dicts.
 
-        Ints become `int64_list`, other numbers `float_list`, str and bytes `bytes_list`.
-        `options` are those of `predict` without `output_filter`, plus `context`.
+        Ints become ``int64_list``, other numbers ``float_list``, str and bytes ``bytes_list``.
+        ``options`` are those of ``predict`` without ``output_filter``, plus ``context``.
         """
         return self._run(self._examples, self._calls.classify, model, examples,
                        **options)
 
     def regress(self, model: str, examples: Sequence[Mapping[str, Any]],
                 **options: Unpack[ExamplesOptions]) -> np.ndarray:
-        """Runs a regress signature; returns one float32 value per example (see `classify`)."""
+        """Runs a regress signature; returns one float32 value per example (see ``classify``)."""
         return self._run(self._examples, self._calls.regress, model, examples,
                        **options)
 
     def status(self, model: str, version: int | None = None,
                **options: Unpack[CallOptions]) -> list[ModelVersionStatus]:
-        """Every tracked version of `model` (or just `version`), highest first."""
+        """Every tracked version of ``model`` (or just ``version``), highest first."""
         return self._run(self._status, model, version, **options)
 
     def metadata(self, model: str, **options: Unpack[VersionOptions]) -> ModelMetadata:
@@ -122,10 +122,10 @@ class SyncApi(ClientCore):
         return self._run(self._list_models, **options)
 
     def reload_config(self, config: Any, **options: Unpack[CallOptions]) -> None:
-        """Replaces the server's model config (`ModelService/HandleReloadConfigRequest`).
+        """Replaces the server's model config (``ModelService/HandleReloadConfigRequest``).
 
         Args:
-            config: a `ModelServerConfig` or its text format, as in `models.config`.
+            config: a ``ModelServerConfig`` or its text format, as in ``models.config``.
 
         Raises:
             ServingClientError: UNIMPLEMENTED on REST (TensorFlow Serving's REST API has no
@@ -135,7 +135,7 @@ class SyncApi(ClientCore):
 
 
 class AsyncApi(ClientCore):
-    """The same API as `SyncApi`, every method a coroutine; use it inside one event loop."""
+    """The same API as ``SyncApi``, every method a coroutine; use it inside one event loop."""
 
     async def _attempt(self, call: Call[T], timeout: float) -> T:
         raise NotImplementedError
@@ -162,34 +162,34 @@ class AsyncApi(ClientCore):
 
     async def predict(self, model: str, inputs: Inputs, **options: Unpack[PredictOptions]
                       ) -> dict[str, np.ndarray]:
-        """`SyncApi.predict`, awaited."""
+        """``SyncApi.predict``, awaited."""
         return await self._run(self._predict, model, inputs, **options)
 
     async def classify(self, model: str, examples: Sequence[Mapping[str, Any]],
                        **options: Unpack[ExamplesOptions]) -> ClassifyResult:
-        """`SyncApi.classify`, awaited."""
+        """``SyncApi.classify``, awaited."""
         return await self._run(self._examples, self._calls.classify, model, examples,
                              **options)
 
     async def regress(self, model: str, examples: Sequence[Mapping[str, Any]],
                       **options: Unpack[ExamplesOptions]) -> np.ndarray:
-        """`SyncApi.regress`, awaited."""
+        """``SyncApi.regress``, awaited."""
         return await self._run(self._examples, self._calls.regress, model, examples,
                              **options)
 
     async def status(self, model: str, version: int | None = None,
                      **options: Unpack[CallOptions]) -> list[ModelVersionStatus]:
-        """`SyncApi.status`, awaited."""
+        """``SyncApi.status``, awaited."""
         return await self._run(self._status, model, version, **options)
 
     async def metadata(self, model: str, **options: Unpack[VersionOptions]) -> ModelMetadata:
-        """`SyncApi.metadata`, awaited."""
+        """``SyncApi.metadata``, awaited."""
         return await self._run(self._metadata, model, **options)
 
     async def list_models(self, **options: Unpack[CallOptions]) -> list[ModelListing]:
-        """`SyncApi.list_models`, awaited."""
+        """``SyncApi.list_models``, awaited."""
         return await self._run(self._list_models, **options)
 
     async def reload_config(self, config: Any, **options: Unpack[CallOptions]) -> None:
-        """`SyncApi.reload_config`, awaited."""
+        """``SyncApi.reload_config``, awaited."""
         return await self._run(self._reload_config, config, **options)

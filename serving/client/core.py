@@ -1,10 +1,10 @@
 """What the four clients share: each call written once, as a plan of wire calls.
 
 A plan is a generator: it yields the `Call`s it needs (the REST client's predict first asks for
-the model's metadata, once per cache period) and returns the result. `SyncApi` runs a plan by
-sending each call and blocking; `AsyncApi` awaits each one. So the logic of every API method
-lives here once, the wire formats live in `rest_calls` / `grpc_calls`, and the four client
-classes only move bytes (`_attempt`).
+the model's metadata, once per cache period) and returns the result. ``SyncApi`` runs a plan by
+sending each call and blocking; ``AsyncApi`` awaits each one. So the logic of every API method
+lives here once, the wire formats live in ``rest_calls`` / ``grpc_calls``, and the four client
+classes only move bytes (``_attempt``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Call(Generic[T]):
     """One request on one wire, and how to read its answer.
 
     Attributes:
-        request: what the transport sends (`rest_calls.HttpRequest` or `grpc_calls.RpcRequest`).
+        request: what the transport sends (``rest_calls.HttpRequest`` or ``grpc_calls.RpcRequest``).
         parse: turns the transport's answer into the result; raises the client error for a
             failed call, which is how an HTTP 503 reaches the retry loop.
         model: the model, for error messages.
@@ -59,7 +59,7 @@ class RpcRequest:
 
 
 class Calls(Protocol):
-    """One wire's request builders (`RestCalls`, `GrpcCalls`)."""
+    """One wire's request builders (``RestCalls``, ``GrpcCalls``)."""
 
     def needs_metadata(self, query: PredictQuery) -> bool: ...
     def predict(self, query: PredictQuery, metadata: ModelMetadata | None) -> Call: ...
@@ -75,7 +75,7 @@ class CallOptions(TypedDict, total=False):
     """Options of every call."""
 
     timeout: float | None
-    """Seconds for the whole call, retries included; None: the client's `timeout_s`."""
+    """Seconds for the whole call, retries included; None: the client's ``timeout_s``."""
 
 
 class VersionOptions(CallOptions, total=False):
@@ -87,7 +87,7 @@ class VersionOptions(CallOptions, total=False):
 
 class ModelOptions(VersionOptions, total=False):
     signature: str | None
-    """The signature key; None: `serving_default`."""
+    """The signature key; None: ``serving_default``."""
 
 
 class PredictOptions(ModelOptions, total=False):
@@ -97,7 +97,7 @@ class PredictOptions(ModelOptions, total=False):
 
 class ExamplesOptions(ModelOptions, total=False):
     context: Mapping[str, Any] | None
-    """Features shared by every example (`ExampleListWithContext`)."""
+    """Features shared by every example (``ExampleListWithContext``)."""
 
 
 class ClientCore:
@@ -107,7 +107,7 @@ class ClientCore:
         calls: the wire's request builders.
         timeout_s: the default deadline of a call, retries included.
         retry: when and how often to try again (UNAVAILABLE only).
-        metadata_ttl_s: how long a model's metadata is reused (see `MetadataCache`).
+        metadata_ttl_s: how long a model's metadata is reused (see ``MetadataCache``).
     """
 
     def __init__(self, calls: Calls, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -143,7 +143,7 @@ class ClientCore:
                   examples: Sequence[Mapping[str, Any]], *,
                   context: Mapping[str, Any] | None = None, version: int | None = None,
                   label: str | None = None, signature: str | None = None) -> Plan[T]:
-        """Classify or regress (`build` is `calls.classify` or `calls.regress`)."""
+        """Classify or regress (``build`` is ``calls.classify`` or ``calls.regress``)."""
         ref = ModelRef(model, version, label, signature)
         return (yield build(ref, examples_body(examples, context, signature, model)))
 
@@ -165,6 +165,6 @@ class ClientCore:
 
     def _start(self, plan: Callable[..., Plan[T]], args: tuple, options: dict
                ) -> tuple[Plan[T], Deadline]:
-        """The plan's generator and the call's deadline, for `SyncApi` / `AsyncApi` to run."""
+        """The plan's generator and the call's deadline, for ``SyncApi`` / ``AsyncApi`` to run."""
         deadline = self._deadline(options.pop("timeout", None))
         return plan(*args, **options), deadline

@@ -1,7 +1,7 @@
 """The clients' one exception type, with canonical gRPC codes on both wires.
 
 gRPC failures keep their status code. REST failures are mapped back from the HTTP status with
-the inverse of `serving.errors.HTTP_STATUS` (TensorFlow Serving's `ToHTTPStatusCode`), derived
+the inverse of ``serving.errors.HTTP_STATUS`` (TensorFlow Serving's ``ToHTTPStatusCode``), derived
 from that table rather than written again, so both clients raise the same code for the same
 server-side error wherever the table is one-to-one.
 """
@@ -53,8 +53,8 @@ def code_for_http_status(status: int) -> grpc.StatusCode:
 class ServingClientError(ServingError):
     """A failed call to a model server, whichever client and wire made it.
 
-    It is a `ServingError`, so `code` and `message` read as on the server; `http_status` is
-    the REST status TensorFlow Serving answers for `code`.
+    It is a ``ServingError``, so ``code`` and ``message`` read as on the server; ``http_status`` is
+    the REST status TensorFlow Serving answers for ``code``.
 
     Args:
         code: the canonical status code; UNAVAILABLE (server down, refusing or overloaded) is
@@ -80,8 +80,8 @@ class ServingClientError(ServingError):
 
 
 def error_from_http(status: int, body: bytes, model: str) -> ServingClientError:
-    """The error a non-200 REST answer stands for: `{"error": message}`, or the raw body
-    (cut short) when a proxy or a non-`/v1/` route answered with something else."""
+    """The error a non-200 REST answer stands for: ``{"error": message}``, or the raw body
+    (cut short) when a proxy or a non-``/v1/`` route answered with something else."""
     try:
         message = orjson.loads(body)["error"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -92,7 +92,7 @@ def error_from_http(status: int, body: bytes, model: str) -> ServingClientError:
 
 @contextmanager
 def client_errors(model: str) -> Iterator[None]:
-    """Re-raises the shared codec's `ServingError` (a bad input, a malformed answer) as the
+    """Re-raises the shared codec's ``ServingError`` (a bad input, a malformed answer) as the
     client's one exception type, so callers catch a single class."""
     try:
         yield

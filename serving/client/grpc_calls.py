@@ -1,8 +1,8 @@
 """TensorFlow Serving's gRPC API as `Call`s: request protos and answers, with the shared codec.
 
-Inputs travel as `tensor_content` (one copy of the array's bytes); outputs are read from typed
-fields or `tensor_content`, whichever the server sent. Importing this module imports
-TensorFlow's protobuf classes (through `tensorflow-serving-api`).
+Inputs travel as ``tensor_content`` (one copy of the array's bytes); outputs are read from typed
+fields or ``tensor_content``, whichever the server sent. Importing this module imports
+TensorFlow's protobuf classes (through ``tensorflow-serving-api``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from serving.client.results import (
     metadata_from_json,
     status_from_json,
 )
-from serving.codec_examples import decode_examples_json
+from serving.codec.examples import decode_examples_json
 
 __all__ = ["GrpcCalls", "RpcRequest", "model_spec"]
 
@@ -43,7 +43,7 @@ NO_MODEL_LIST = ("TensorFlow Serving's gRPC API has no model list; use RestClien
 
 
 def model_spec(ref: ModelRef) -> model_pb2.ModelSpec:
-    """The `ModelSpec` of a reference: name, signature, and version or label."""
+    """The ``ModelSpec`` of a reference: name, signature, and version or label."""
     spec = model_pb2.ModelSpec(name=ref.model, signature_name=ref.signature or "")
     if ref.version is not None:
         spec.version.value = ref.version

@@ -1,8 +1,8 @@
-"""gRPC clients for TensorFlow Serving: `GrpcClient` and `AsyncGrpcClient` (grpc.aio).
+"""gRPC clients for TensorFlow Serving: ``GrpcClient`` and ``AsyncGrpcClient`` (grpc.aio).
 
-One channel per client, load-balanced with gRPC's client-side `round_robin` policy: give one
-`dns:///name:8500` target (a Kubernetes headless service: every replica's address, re-resolved
-as replicas come and go) or several `host:port` targets, and calls spread over every replica
+One channel per client, load-balanced with gRPC's client-side ``round_robin`` policy: give one
+``dns:///name:8500`` target (a Kubernetes headless service: every replica's address, re-resolved
+as replicas come and go) or several ``host:port`` targets, and calls spread over every replica
 that is up. Unlike a connection-level load balancer in front of HTTP/2, this balances each
 call, not each connection.
 """
@@ -42,7 +42,7 @@ def _address(target: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 
 
 def _resolved(target: str) -> str:
-    """`host:port` with the host resolved once to an IP address (IPv4 first)."""
+    """``host:port`` with the host resolved once to an IP address (IPv4 first)."""
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"expected host:port. Received: target={target!r}")
@@ -57,9 +57,9 @@ def _resolved(target: str) -> str:
 def channel_target(targets: str | Sequence[str]) -> str:
     """The channel target for one or several servers.
 
-    One target is used as is (`host:port`, `dns:///name:port`, `unix:path`, ...). Several
-    `host:port` targets become one `ipv4:` (or `ipv6:`) address list, host names resolved
-    once; for a set of replicas that changes, give one `dns:///` name instead.
+    One target is used as is (``host:port``, ``dns:///name:port``, ``unix:path``, ...). Several
+    ``host:port`` targets become one ``ipv4:`` (or ``ipv6:``) address list, host names resolved
+    once; for a set of replicas that changes, give one ``dns:///`` name instead.
 
     Example:
         >>> channel_target(["10.0.0.1:8500", "10.0.0.2:8500"])
@@ -145,10 +145,10 @@ def _rpc_error(error: grpc.RpcError, model: str) -> ServingClientError:
 
 
 class GrpcClient(_GrpcTransport, SyncApi):
-    """A blocking client of TensorFlow Serving's gRPC API (see `SyncApi`); thread-safe.
+    """A blocking client of TensorFlow Serving's gRPC API (see ``SyncApi``); thread-safe.
 
     Args:
-        targets: `host:port`, `dns:///name:port`, or several `host:port` to balance over.
+        targets: ``host:port``, ``dns:///name:port``, or several ``host:port`` to balance over.
         timeout_s: the default deadline of a call, retries included.
         retry: retries on UNAVAILABLE (server down or overloaded) only.
         tls: use TLS with the system's root certificates (implied by the next three).
@@ -157,10 +157,10 @@ class GrpcClient(_GrpcTransport, SyncApi):
         certificate_chain: PEM of the client certificate chain, for mutual TLS.
         server_name: the name the server's certificate must carry, when it is not the
             target's host.
-        options: more channel arguments, e.g. `[("grpc.keepalive_time_ms", 30000)]`.
+        options: more channel arguments, e.g. ``[("grpc.keepalive_time_ms", 30000)]``.
         metadata_ttl_s: how long a model's signatures are reused to name a bare input.
-        protocol: `"tfserving"` (TensorFlow Serving's gRPC API) or `"v2"` (the Open Inference
-            Protocol's `inference.GRPCInferenceService`, with tritonclient's stubs).
+        protocol: ``"tfserving"`` (TensorFlow Serving's gRPC API) or ``"v2"`` (the Open Inference
+            Protocol's ``inference.GRPCInferenceService``, with tritonclient's stubs).
 
     Example:
         >>> with GrpcClient(["10.0.0.1:8500", "10.0.0.2:8500"]) as client:
@@ -181,8 +181,8 @@ class GrpcClient(_GrpcTransport, SyncApi):
 
 
 class AsyncGrpcClient(_GrpcTransport, AsyncApi):
-    """`GrpcClient` for asyncio, on a `grpc.aio` channel; create it inside the event loop
-    that uses it, and close it with `await client.close()` or `async with`."""
+    """``GrpcClient`` for asyncio, on a ``grpc.aio`` channel; create it inside the event loop
+    that uses it, and close it with ``await client.close()`` or ``async with``."""
 
     _grpc = grpc.aio
 

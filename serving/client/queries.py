@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 import numpy as np
@@ -26,9 +27,9 @@ __all__ = ["MetadataCache", "ModelRef", "PredictQuery", "examples_body"]
 
 DEFAULT_SIGNATURE = "serving_default"
 Inputs = Mapping[str, Any] | Any
-"""`{input alias: array-like}`, or one array-like for a model with a single input."""
+"""``{input alias: array-like}``, or one array-like for a model with a single input."""
 BARE = ""
-"""`PredictQuery.untyped`'s name for a bare input."""
+"""``PredictQuery.untyped``'s name for a bare input."""
 
 
 def invalid(message: str, model: str) -> ServingClientError:
@@ -41,7 +42,7 @@ class ModelRef:
 
     Raises:
         ServingClientError: INVALID_ARGUMENT for an empty name, a negative or non-integer
-            version, or a version and a label together (TensorFlow Serving's `ModelSpec` holds
+            version, or a version and a label together (TensorFlow Serving's ``ModelSpec`` holds
             one of them).
     """
 
@@ -62,13 +63,29 @@ class ModelRef:
         if self.label == "":
             raise invalid("label must not be empty", self.model)
 
+    def rest_path(self, suffix: str = "") -> str:
+        """``/v1/models/<name>[/versions/<v> | /labels/<l>]`` + ``suffix`` (``:predict``,
+        ``/metadata``), names percent-encoded."""
+        path = f"/v1/models/{quote(self.model, safe='')}"
+        if self.version is not None:
+            path += f"/versions/{self.version}"
+        elif self.label is not None:
+            path += f"/labels/{quote(self.label, safe='')}"
+        return path + suffix
+
+    def v2_path(self, suffix: str = "") -> str:
+        """``/v2/models/<name>[/versions/<v>]`` + ``suffix`` (``/infer``): the Open Inference
+        Protocol has no labels."""
+        path = f"/v2/models/{quote(self.model, safe='')}"
+        return (path if self.version is None else f"{path}/versions/{self.version}") + suffix
+
     @property
     def signature_key(self) -> str:
-        """The signature the server runs: `serving_default` when none is named."""
+        """The signature the server runs: ``serving_default`` when none is named."""
         return self.signature or DEFAULT_SIGNATURE
 
     def signature_info(self, metadata: ModelMetadata | None) -> SignatureInfo | None:
-        """This call's signature in `metadata`, or None if the model has no such signature."""
+        """This call's signature in ``metadata``, or None if the model has no such signature."""
         return None if metadata is None else metadata.signatures.get(self.signature_key)
 
 
@@ -106,9 +123,9 @@ class PredictQuery:
     Attributes:
         ref: the servable.
         inputs: arrays by alias, or one array for a single-input signature.
-        untyped: the aliases given as Python values rather than numpy arrays (`BARE` for a
+        untyped: the aliases given as Python values rather than numpy arrays (``BARE`` for a
             bare one): their dtype comes from the signature, not from numpy's guess (float64
-            for `[1.0]`, which a float32 input refuses on gRPC).
+            for ``[1.0]``, which a float32 input refuses on gRPC).
         output_filter: the aliases to return; empty for all.
     """
 
@@ -135,7 +152,7 @@ class PredictQuery:
     def named_inputs(self, signature: SignatureInfo, typed: bool = False
                      ) -> dict[str, np.ndarray]:
         """The inputs by alias (a bare array named after the signature's only input); with
-        `typed`, those in `untyped` converted to their signature dtype.
+        ``typed``, those in ``untyped`` converted to their signature dtype.
 
         Raises:
             ServingClientError: INVALID_ARGUMENT for a bare array when the signature has
@@ -174,7 +191,7 @@ class PredictQuery:
 
 
 def _feature_json(value: Any) -> Any:
-    """orjson's fallback: bytes as `{"b64": ...}` (valid in any feature), arrays as lists."""
+    """orjson's fallback: bytes as ``{"b64": ...}`` (valid in any feature), arrays as lists."""
     if isinstance(value, bytes | bytearray | memoryview):
         return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, np.ndarray):
@@ -187,9 +204,9 @@ def _feature_json(value: Any) -> Any:
 
 def examples_body(examples: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None,
                   signature: str | None, model: str) -> bytes:
-    """A `:classify` / `:regress` JSON body, which the gRPC client also parses into its
-    `tensorflow.serving.Input` with the shared codec: one rule for both wires (ints become
-    `int64_list`, other numbers `float_list`, str and bytes `bytes_list`).
+    """A ``:classify`` / ``:regress`` JSON body, which the gRPC client also parses into its
+    ``tensorflow.serving.Input`` with the shared codec: one rule for both wires (ints become
+    ``int64_list``, other numbers ``float_list``, str and bytes ``bytes_list``).
 
     Raises:
         ServingClientError: INVALID_ARGUMENT for a value JSON cannot carry.
@@ -208,9 +225,9 @@ def examples_body(examples: Sequence[Mapping[str, Any]], context: Mapping[str, A
 
 
 class MetadataCache:
-    """Model metadata by (model, version, label), kept `ttl_s` seconds.
+    """Model metadata by (model, version, label), kept ``ttl_s`` seconds.
 
-    The REST client needs a signature's outputs to name and type what `:predict` answers, the
+    The REST client needs a signature's outputs to name and type what ``:predict`` answers, the
     gRPC client the input alias of a bare array; one lookup serves many calls. The time limit
     bounds how long a new version with other signatures can be misread after it loads.
     """

@@ -1,4 +1,4 @@
-"""REST clients for TensorFlow Serving's HTTP API: `RestClient` (urllib3) and `AsyncRestClient`
+"""REST clients for TensorFlow Serving's HTTP API: ``RestClient`` (urllib3) and ``AsyncRestClient``
 (aiohttp). Both keep connections alive in a pool, so a stream of calls pays for one TCP (and
 TLS) handshake per pooled connection, not one per call.
 
@@ -31,13 +31,13 @@ Cert = str | Path | tuple[str | Path, str | Path]
 
 
 def ssl_context(verify: bool | str | Path = True, cert: Cert | None = None) -> ssl.SSLContext:
-    """The TLS settings of an `https://` server, for both REST clients.
+    """The TLS settings of an ``https://`` server, for both REST clients.
 
     Args:
         verify: True to check the server against the system's CAs, a CA bundle path to check
             it against that, False not to check at all (test servers only).
         cert: a client certificate for mutual TLS: one PEM file holding certificate and key,
-            or a `(certificate, key)` pair of paths.
+            or a ``(certificate, key)`` pair of paths.
     """
     context = ssl.create_default_context(cafile=str(verify) if isinstance(verify, str | Path)
                                          else None)
@@ -86,20 +86,20 @@ class _RestTransport:
 
 
 class RestClient(_RestTransport, SyncApi):
-    """A blocking client of TensorFlow Serving's REST API (`predict`, `classify`, `regress`,
-    `status`, `metadata`; see `SyncApi`). Thread-safe: urllib3's pool serves many threads.
+    """A blocking client of TensorFlow Serving's REST API (``predict``, ``classify``, ``regress``,
+    ``status``, ``metadata``; see ``SyncApi``). Thread-safe: urllib3's pool serves many threads.
 
     Args:
-        url: the server, e.g. `http://localhost:8501`.
+        url: the server, e.g. ``http://localhost:8501``.
         timeout_s: the default deadline of a call, retries included.
-        retry: retries on HTTP 503 / 502 and connection errors; `RetryPolicy(max_attempts=1)`
+        retry: retries on HTTP 503 / 502 and connection errors; ``RetryPolicy(max_attempts=1)``
             turns them off.
         verify: check the server's certificate: True (system CAs), a CA bundle path, False.
-        cert: client certificate (and key) for mutual TLS, see `ssl_context`.
+        cert: client certificate (and key) for mutual TLS, see ``ssl_context``.
         max_connections: connections kept alive per host.
         metadata_ttl_s: how long a model's signatures are reused to read predict answers.
-        protocol: `"tfserving"` (TensorFlow Serving's REST API) or `"v2"` (the Open Inference
-            Protocol's `/v2`, see `serving.client.v2_calls`).
+        protocol: ``"tfserving"`` (TensorFlow Serving's REST API) or ``"v2"`` (the Open Inference
+            Protocol's ``/v2``, see ``serving.client.v2_calls``).
 
     Example:
         >>> with RestClient("http://localhost:8501") as client:
@@ -135,8 +135,8 @@ class RestClient(_RestTransport, SyncApi):
 
 
 class AsyncRestClient(_RestTransport, AsyncApi):
-    """`RestClient` for asyncio, on one `aiohttp.ClientSession` (created on the first call,
-    inside the running loop). Close it with `await client.close()` or `async with`."""
+    """``RestClient`` for asyncio, on one ``aiohttp.ClientSession`` (created on the first call,
+    inside the running loop). Close it with ``await client.close()`` or ``async with``."""
 
     def _connect(self) -> None:
         self._session: aiohttp.ClientSession | None = None

@@ -2,14 +2,14 @@
 
 No TensorFlow here (nor in anything it imports): the REST client must stay light.
 
-Predict uses the columnar format (`{"inputs": {alias: tensor}}` -> `{"outputs": ...}`), which
-keeps each tensor's own shape. Each tensor's JSON is written by `codec.encode_predict_json`,
+Predict uses the columnar format (``{"inputs": {alias: tensor}}`` -> ``{"outputs": ...}``), which
+keeps each tensor's own shape. Each tensor's JSON is written by ``codec.encode_predict_json``,
 the server's own encoder, so numbers read back exactly (float32 as TensorFlow Serving's 6 or 9
-significant digits); a string tensor holding bytes that are not UTF-8 goes as `{"b64": ...}`.
+significant digits); a string tensor holding bytes that are not UTF-8 goes as ``{"b64": ...}``.
 The answer carries no dtypes and drops the name of a single output, so the client reads both
 from the signature in the model's metadata (cached) and types the values with
-`codec.coerce_to_dtype`, TensorFlow Serving's own JSON typing rules. REST has no
-`output_filter`: the client checks the aliases against the signature and drops the rest.
+``codec.coerce_to_dtype``, TensorFlow Serving's own JSON typing rules. REST has no
+``output_filter``: the client checks the aliases against the signature and drops the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 import numpy as np
@@ -35,10 +34,10 @@ from serving.client.results import (
     models_from_json,
     status_from_json,
 )
-from serving.codec_values import json_to_array
+from serving.codec.values import json_to_array
 from serving.errors import ServingError
 
-__all__ = ["HttpRequest", "RestCalls", "model_path", "predict_body"]
+__all__ = ["HttpRequest", "RestCalls", "predict_body"]
 
 _COLUMNS_PREFIX = b'{"outputs":'  # what encode_predict_json writes before a single tensor
 NO_RELOAD = ("TensorFlow Serving's REST API has no config reload endpoint; use "
@@ -52,16 +51,6 @@ class HttpRequest:
     body: bytes | None = None
     headers: dict[str, str] | None = None
     """More headers than the client's own (the V2 binary data's header length)."""
-
-
-def model_path(ref: ModelRef) -> str:
-    """`/v1/models/<name>[/versions/<v> | /labels/<l>]`, names percent-encoded."""
-    path = f"/v1/models/{quote(ref.model, safe='')}"
-    if ref.version is not None:
-        return f"{path}/versions/{ref.version}"
-    if ref.label is not None:
-        return f"{path}/labels/{quote(ref.label, safe='')}"
-    return path
 
 
 def _needs_b64(a: np.ndarray) -> bool:
@@ -89,7 +78,7 @@ def _tensor_json(name: str, a: np.ndarray, model: str) -> bytes:
 
 def predict_body(inputs: dict[str, np.ndarray] | np.ndarray, signature: str | None,
                  model: str) -> bytes:
-    """The columnar `:predict` body for `inputs` (a bare array: the single input)."""
+    """The columnar ``:predict`` body for ``inputs`` (a bare array: the single input)."""
     if isinstance(inputs, dict):
         tensors = b",".join(orjson.dumps(name) + b":" + _tensor_json(name, a, model)
                             for name, a in inputs.items())
@@ -119,7 +108,7 @@ def _is_named(value: Any) -> bool:
 
 def outputs_from_json(answer: tuple[int, bytes], signature: SignatureInfo | None,
                       output_filter: tuple[str, ...], model: str) -> dict[str, np.ndarray]:
-    """The `{"outputs": ...}` answer as typed arrays, named and filtered by the signature."""
+    """The ``{"outputs": ...}`` answer as typed arrays, named and filtered by the signature."""
     doc = read_json(answer, model)
     specs = signature.outputs if signature is not None else {}
     value = doc.get("outputs")
@@ -157,12 +146,12 @@ class RestCalls:
         body = predict_body(inputs, ref.signature, ref.model)
         parse = functools.partial(outputs_from_json, signature=signature,
                                   output_filter=query.output_filter, model=ref.model)
-        return Call(HttpRequest("POST", f"{model_path(ref)}:predict", body), parse, ref.model)
+        return Call(HttpRequest("POST", ref.rest_path(":predict"), body), parse, ref.model)
 
     def _examples_call(self, ref: ModelRef, verb: str, body: bytes, read) -> Call:
         def parse(answer: tuple[int, bytes]) -> Any:
             return read(read_json(answer, ref.model).get("results", []))
-        return Call(HttpRequest("POST", f"{model_path(ref)}:{verb}", body), parse, ref.model)
+        return Call(HttpRequest("POST", ref.rest_path(f":{verb}"), body), parse, ref.model)
 
     def classify(self, ref: ModelRef, body: bytes) -> Call:
         return self._examples_call(ref, "classify", body,
@@ -173,12 +162,12 @@ class RestCalls:
                                    lambda values: np.asarray(values, dtype=np.float32))
 
     def status(self, ref: ModelRef) -> Call:
-        return Call(HttpRequest("GET", model_path(ref)),
+        return Call(HttpRequest("GET", ref.rest_path()),
                     lambda answer: status_from_json(read_json(answer, ref.model), ref.model),
                     ref.model)
 
     def metadata(self, ref: ModelRef) -> Call:
-        return Call(HttpRequest("GET", f"{model_path(ref)}/metadata"),
+        return Call(HttpRequest("GET", ref.rest_path("/metadata")),
                     lambda answer: metadata_from_json(read_json(answer, ref.model), ref.model),
                     ref.model)
 

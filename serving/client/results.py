@@ -2,7 +2,7 @@
 
 Both wires are read through one parser each. The REST API answers protobuf JSON with
 snake_case names; the gRPC client turns its response protos into the same dicts with
-`json_format.MessageToDict(preserving_proto_field_name=True)`, so a field is read in one place.
+``json_format.MessageToDict(preserving_proto_field_name=True)``, so a field is read in one place.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from serving.client.errors import ServingClientError
-from serving.codec_dtypes import resolve
+from serving.codec.dtypes import resolve
 
 __all__ = [
     "ClassifyResult",
@@ -33,13 +33,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ModelVersionStatus:
-    """One version's state, as `GetModelStatus` reports it.
+    """One version's state, as ``GetModelStatus`` reports it.
 
     Attributes:
         version: the version number.
-        state: `START`, `LOADING`, `AVAILABLE`, `UNLOADING` or `END`.
-        error_code: `OK`, or the canonical code name of a failed load.
-        error_message: "" when `error_code` is `OK`.
+        state: ``START``, ``LOADING``, ``AVAILABLE``, ``UNLOADING`` or ``END``.
+        error_code: ``OK``, or the canonical code name of a failed load.
+        error_message: "" when ``error_code`` is ``OK``.
     """
 
     version: int
@@ -50,12 +50,12 @@ class ModelVersionStatus:
 
 @dataclass(frozen=True, slots=True)
 class ModelListing:
-    """One model of the server's model list (`GET /v1/models`, the embedded engine's).
+    """One model of the server's model list (``GET /v1/models``, the embedded engine's).
 
     Attributes:
         name: the model name.
-        versions: its versions, highest first, as `status` returns them.
-        labels: `{label: version}`.
+        versions: its versions, highest first, as ``status`` returns them.
+        labels: ``{label: version}``.
     """
 
     name: str
@@ -68,7 +68,7 @@ class TensorSpec:
     """One input or output of a signature.
 
     Attributes:
-        dtype: TensorFlow's enum name, e.g. `DT_FLOAT`.
+        dtype: TensorFlow's enum name, e.g. ``DT_FLOAT``.
         shape: dimensions with None for unknown sizes; None when the rank is unknown.
     """
 
@@ -83,7 +83,7 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True)
 class SignatureInfo:
-    """A `SignatureDef`: its method and its tensors by alias."""
+    """A ``SignatureDef``: its method and its tensors by alias."""
 
     method_name: str
     inputs: dict[str, TensorSpec]
@@ -92,7 +92,7 @@ class SignatureInfo:
 
 @dataclass(frozen=True, slots=True)
 class ModelMetadata:
-    """`GetModelMetadata`: the version that answered and its signatures by key."""
+    """``GetModelMetadata``: the version that answered and its signatures by key."""
 
     model: str
     version: int
@@ -104,8 +104,8 @@ class ClassifyResult:
     """Classify results, one row per example.
 
     Attributes:
-        labels: str array `[examples, classes]` ("" where the signature has no `classes`).
-        scores: float32 array `[examples, classes]`.
+        labels: str array ``[examples, classes]`` ("" where the signature has no ``classes``).
+        scores: float32 array ``[examples, classes]``.
     """
 
     labels: np.ndarray
@@ -135,7 +135,7 @@ def _signature(signature_def: Mapping[str, Any]) -> SignatureInfo:
 
 
 def metadata_from_json(doc: Mapping[str, Any], model: str) -> ModelMetadata:
-    """Reads `{"model_spec": {...}, "metadata": {"signature_def": {"signature_def": {...}}}}`.
+    """Reads ``{"model_spec": {...}, "metadata": {"signature_def": {"signature_def": {...}}}}``.
 
     Raises:
         ServingClientError: DATA_LOSS when the document lacks those fields.
@@ -150,7 +150,7 @@ def metadata_from_json(doc: Mapping[str, Any], model: str) -> ModelMetadata:
 
 
 def status_from_json(doc: Mapping[str, Any], model: str) -> list[ModelVersionStatus]:
-    """Reads `{"model_version_status": [{"version", "state", "status": {...}}, ...]}`.
+    """Reads ``{"model_version_status": [{"version", "state", "status": {...}}, ...]}``.
 
     Raises:
         ServingClientError: DATA_LOSS when the document lacks those fields.
@@ -165,7 +165,7 @@ def status_from_json(doc: Mapping[str, Any], model: str) -> list[ModelVersionSta
 
 
 def models_from_json(doc: Mapping[str, Any]) -> list[ModelListing]:
-    """Reads `{"models": [{"name", "model_version_status": [...], "version_labels": {...}}]}`.
+    """Reads ``{"models": [{"name", "model_version_status": [...], "version_labels": {...}}]}``.
 
     Raises:
         ServingClientError: DATA_LOSS when the document lacks those fields.
@@ -179,7 +179,7 @@ def models_from_json(doc: Mapping[str, Any]) -> list[ModelListing]:
 
 
 def classify_result(rows: Sequence[Sequence[Sequence[Any]]], model: str) -> ClassifyResult:
-    """Builds a `ClassifyResult` from `[[(label, score), ...], ...]`, one row per example.
+    """Builds a ``ClassifyResult`` from ``[[(label, score), ...], ...]``, one row per example.
 
     Raises:
         ServingClientError: DATA_LOSS when the rows do not have one length.

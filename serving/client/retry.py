@@ -1,6 +1,6 @@
 """Deadlines and retries shared by the four clients.
 
-Every call has a deadline that spans all its attempts, so `timeout` bounds the whole call,
+Every call has a deadline that spans all its attempts, so ``timeout`` bounds the whole call,
 backoff sleeps included. Only UNAVAILABLE is retried: on both wires it means the request did
 not run (connection refused or reset, HTTP 503 / 502, a full batch queue), so trying again is
 safe for every TensorFlow Serving API, while INVALID_ARGUMENT, NOT_FOUND and the rest would
@@ -32,9 +32,9 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 class RetryPolicy:
     """Exponential backoff with full jitter (AWS's "Exponential Backoff and Jitter").
 
-    Retry `n` (1-based) sleeps a uniform random time in `[0, min(max_backoff_s,
+    Retry ``n`` (1-based) sleeps a uniform random time in `[0, min(max_backoff_s,
     initial_backoff_s * multiplier ** (n - 1))]`: clients that failed together do not retry
-    together. The call's deadline bounds the total time; `max_attempts` bounds the attempts.
+    together. The call's deadline bounds the total time; ``max_attempts`` bounds the attempts.
 
     Attributes:
         max_attempts: attempts in all, the first included; 1 turns retries off.
@@ -61,7 +61,7 @@ class RetryPolicy:
             raise ValueError(f"multiplier must be >= 1. Received: {self.multiplier}")
 
     def backoff_cap(self, retry: int) -> float:
-        """The longest sleep before retry number `retry` (1-based)."""
+        """The longest sleep before retry number ``retry`` (1-based)."""
         return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (retry - 1))
 
 
@@ -99,11 +99,11 @@ class Retrying:
         return self.deadline.remaining(self.model)
 
     def delay_after(self, error: ServingClientError) -> float:
-        """The sleep before the next attempt after `error`.
+        """The sleep before the next attempt after ``error``.
 
         Raises:
-            ServingClientError: `error` itself when it is not retryable; when the attempts are
-                used up or the sleep would end past the deadline, `error` with how many
+            ServingClientError: ``error`` itself when it is not retryable; when the attempts are
+                used up or the sleep would end past the deadline, ``error`` with how many
                 attempts were made in how long.
         """
         if error.code not in RETRYABLE or self.policy.max_attempts == 1:
@@ -123,7 +123,7 @@ class Retrying:
 
 def call_with_retries(attempt: Callable[[float], T], policy: RetryPolicy,
                       deadline: Deadline, model: str) -> T:
-    """Calls `attempt(seconds_left)` until it returns, retrying UNAVAILABLE per `policy`."""
+    """Calls ``attempt(seconds_left)`` until it returns, retrying UNAVAILABLE per ``policy``."""
     state = Retrying(policy, deadline, model)
     while True:
         try:
@@ -135,7 +135,7 @@ def call_with_retries(attempt: Callable[[float], T], policy: RetryPolicy,
 
 async def call_with_retries_async(attempt: Callable[[float], Awaitable[T]], policy: RetryPolicy,
                                   deadline: Deadline, model: str) -> T:
-    """`call_with_retries` for coroutines."""
+    """``call_with_retries`` for coroutines."""
     state = Retrying(policy, deadline, model)
     while True:
         try:

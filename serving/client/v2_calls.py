@@ -1,6 +1,6 @@
 """The clients over the Open Inference Protocol ("KServe V2"): ``protocol="v2"``.
 
-The same API as over TensorFlow Serving's (`SyncApi`, `AsyncApi`), spoken as V2: predict is
+The same API as over TensorFlow Serving's (``SyncApi``, ``AsyncApi``), spoken as V2: predict is
 ``infer`` (inputs by the signature's alias, ``parameters.signature_name`` for another
 signature, requested outputs as the output filter), metadata and status come from the model's
 V2 metadata, the model list from gRPC's RepositoryIndex. REST sends inputs as binary tensor
@@ -12,13 +12,11 @@ labels, classify, regress, config reloads) is INVALID_ARGUMENT or UNIMPLEMENTED,
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 import numpy as np
 import orjson
 
-from serving import codec_v2
 from serving.client.core import Call, RpcRequest
 from serving.client.errors import ServingClientError
 from serving.client.queries import ModelRef, PredictQuery, invalid
@@ -30,7 +28,8 @@ from serving.client.results import (
     SignatureInfo,
     TensorSpec,
 )
-from serving.codec_dtypes import BY_NAME
+from serving.codec import v2 as codec_v2
+from serving.codec.dtypes import BY_NAME
 from serving.errors import ServingError
 
 __all__ = ["V2GrpcCalls", "V2RestCalls"]
@@ -58,7 +57,7 @@ def _spec(tensor: dict) -> TensorSpec:
 
 
 def metadata_from_v2(doc: dict, model: str) -> ModelMetadata:
-    """V2 model metadata as the clients' `ModelMetadata`: its one signature is the one V2
+    """V2 model metadata as the clients' ``ModelMetadata``: its one signature is the one V2
     describes (``serving_default`` on this engine)."""
     try:
         versions = [int(v) for v in doc.get("versions", [])]
@@ -106,11 +105,6 @@ def _tensors(inputs: dict[str, np.ndarray], model: str) -> list[tuple[str, str, 
     return tensors
 
 
-def _model_path(ref: ModelRef) -> str:
-    path = f"/v2/models/{quote(ref.model, safe='')}"
-    return path if ref.version is None else f"{path}/versions/{ref.version}"
-
-
 def _outputs_from_json(answer: tuple[int, bytes], model: str) -> dict[str, np.ndarray]:
     doc = read_json(answer, model)
     try:
@@ -154,19 +148,19 @@ class V2RestCalls(_V2Calls):
             document["outputs"] = [{"name": o} for o in query.output_filter]
         header = orjson.dumps(document)
         body = header + b"".join(raw for *_, raw in tensors)
-        return Call(HttpRequest("POST", f"{_model_path(ref)}/infer", body,
+        return Call(HttpRequest("POST", ref.v2_path("/infer"), body,
                                 {HEADER_LENGTH: str(len(header))}),
                     lambda answer: _outputs_from_json(answer, ref.model), ref.model)
 
     def status(self, ref: ModelRef) -> Call:
         _no_labels(ref)
-        return Call(HttpRequest("GET", _model_path(ModelRef(ref.model))),
+        return Call(HttpRequest("GET", ModelRef(ref.model).v2_path()),
                     lambda answer: _statuses(read_json(answer, ref.model).get("versions", []),
                                              ref), ref.model)
 
     def metadata(self, ref: ModelRef) -> Call:
         _no_labels(ref)
-        return Call(HttpRequest("GET", _model_path(ref)),
+        return Call(HttpRequest("GET", ref.v2_path()),
                     lambda answer: metadata_from_v2(read_json(answer, ref.model), ref.model),
                     ref.model)
 

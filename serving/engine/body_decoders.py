@@ -27,7 +27,7 @@ from typing import TypeVar
 import grpc
 
 from serving import codec
-from serving.codec_json import PredictJsonRequest
+from serving.codec.json_decode import PredictJsonRequest
 from serving.engine import memory
 from serving.engine.cpus import usable_cpus
 from serving.errors import ServingError

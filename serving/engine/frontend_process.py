@@ -9,42 +9,22 @@ engine does. When the model process goes away it stops at once: nothing could an
 It never imports TensorFlow itself, only the protocol buffers TensorFlow ships (those of
 ``tensorflow-serving-api`` import them): the package's ``__init__`` loads the whole runtime,
 about 290 MB of private memory and 3 s per process, for nothing a front end does. Any use of
-TensorFlow proper here is a bug, and fails loudly (:class:`ProtosOnly`).
+TensorFlow proper here is a bug, and fails loudly
+(:mod:`serving.tensorflow_protos`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import signal
 import sys
-import types
 from pathlib import Path
+
+from serving.tensorflow_protos import protos_only
 
 log = logging.getLogger("serving")
 SETTINGS_TIMEOUT_S = 30.0
-
-
-class ProtosOnly(types.ModuleType):
-    """``tensorflow`` as a plain package of its proto modules: its ``__init__`` never runs."""
-
-    def __getattr__(self, name: str):
-        raise AttributeError(f"tensorflow.{name}: a front-end process loads TensorFlow's "
-                             "protocol buffers only, not TensorFlow")
-
-
-def tensorflow_protos_only() -> None:
-    """Make ``import tensorflow.core...`` find the proto modules without TensorFlow."""
-    if "tensorflow" in sys.modules:
-        return
-    spec = importlib.util.find_spec("tensorflow")
-    if spec is None or spec.submodule_search_locations is None:
-        return  # not installed: the proto imports will say so
-    package = ProtosOnly("tensorflow")
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__spec__ = spec
-    sys.modules["tensorflow"] = package
 
 
 async def serve(socket_path: str, index: int) -> int:
@@ -91,7 +71,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     socket_path, index = sys.argv[1], int(sys.argv[2])
-    tensorflow_protos_only()
+    protos_only()
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

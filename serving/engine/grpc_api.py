@@ -149,7 +149,7 @@ class UndecodableRequests(grpc.aio.ServerInterceptor):
     field that is not UTF-8) with INVALID_ARGUMENT ``Could not parse the request: ...``: gRPC
     itself would answer UNKNOWN ``Unexpected <class '...DecodeError'>: ...`` and log a
     traceback (TensorFlow Serving's C++ gRPC answers INTERNAL). A user's mistake is never a
-    server error (CRAFT.md 3)."""
+    server error."""
 
     def __init__(self):
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}

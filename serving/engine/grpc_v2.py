@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from serving import codec_v2
+from serving.codec import v2 as codec_v2
 from serving.engine import v2
 from serving.engine.grpc_api import _abort_on_error, _deadline
 from serving.engine.request_memory import RequestMemory

@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 
 def session_config(options: ServerOptions) -> tf.compat.v1.ConfigProto:
     """Thread settings for TF1-session servables, from the parallelism flags."""
-    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
-    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
+    intra, inter = options.parallelism()
     return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra,
                                     inter_op_parallelism_threads=inter)
 

@@ -2,7 +2,7 @@
 
 A full GC pass walks every object the collector tracks, holding the GIL: measured here, the
 ~390k objects that importing TensorFlow and the engine leave take 195 ms a pass, the p99 of a
-server that lets it happen (DESIGN.md). So they are frozen out of collection once, before any
+server that lets it happen. So they are frozen out of collection once, before any
 model loads. Models stay collectable: MobileNetV2 loaded adds only ~14k objects (a pass over
 them: 1.6 ms), and an unloaded version's graph sits in reference cycles that only the collector
 frees, so frozen models would never be given back (TensorFlow Serving's issues #1664 and

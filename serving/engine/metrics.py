@@ -31,7 +31,6 @@ disable_created_metrics()
 
 TF = ":tensorflow:serving:"
 OURS = ":platform:"
-CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def exponential(scale: float, growth: float, count: int) -> list[float]:

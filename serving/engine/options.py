@@ -190,6 +190,14 @@ class ServerOptions:
     skip_initialize_tpu: bool = True
     """No effect here."""
 
+    def parallelism(self) -> tuple[int, int]:
+        """TensorFlow's (intra-op, inter-op) thread counts; 0 leaves TensorFlow's default.
+        Each ``--tensorflow_*_op_parallelism`` falls back to ``--tensorflow_session_parallelism``
+        as in TensorFlow Serving."""
+        session = self.tensorflow_session_parallelism
+        return (self.tensorflow_intra_op_parallelism or session,
+                self.tensorflow_inter_op_parallelism or session)
+
     def ineffective_flags(self) -> list[str]:
         """The accepted-for-compatibility flags this command line set to a non-default value."""
         docs = _attribute_docs(ServerOptions)

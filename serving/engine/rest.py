@@ -38,7 +38,8 @@ import grpc
 import orjson
 from aiohttp import http_exceptions, web
 
-from serving import codec, codec_examples
+from serving import codec
+from serving.codec import examples as codec_examples
 from serving.engine import body_decoders, request_context, responses, rest_v2
 from serving.engine.body_decoders import BodyDecoders
 from serving.engine.calls import ModelSpec, PredictCall, Served

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from serving import codec_v2
+from serving.codec import v2 as codec_v2
 from serving.engine import v2
 from serving.engine.calls import Served
 from serving.errors import invalid_argument

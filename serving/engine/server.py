@@ -50,8 +50,7 @@ EXIT_START_FAILED = 255
 def _configure_tensorflow(options: ServerOptions) -> None:
     for flag in options.ineffective_flags():
         log.warning("%s has no effect in the embedded engine", flag)
-    intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
-    inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
+    intra, inter = options.parallelism()
     if intra:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     if inter:
@@ -76,7 +75,8 @@ class EngineServer:
                                drain_timeout_s=options.grace_period_seconds,
                                load_timeout_s=options.load_timeout_seconds)
         self.source = FileSystemSource(
-            self.manager, options.file_system_poll_wait_seconds, options.prefer_tflite_model,
+            self.manager.set_aspired_versions, options.file_system_poll_wait_seconds,
+            options.prefer_tflite_model,
             on_error=lambda model: self.metrics.base_path_errors.labels(model).inc())
         records = self.metrics.request_log_records
         self.request_logs = RequestLogs(
@@ -164,7 +164,7 @@ class EngineServer:
         self.stopping.set()
 
     async def _initial_load(self) -> int:
-        memory.freeze_imports()  # before any model is loaded (p99, DESIGN.md)
+        memory.freeze_imports()  # before any model is loaded (p99)
         self.source.start()  # polls while the initial load waits for versions to appear
         self.watchdog.watch_threads(self.source.thread)
         self._initial = asyncio.create_task(

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serving.engine import policy
-from serving.engine.manager import Manager
 from serving.engine.model_config import ModelServerConfig
 from serving.engine.servable import SAVED_MODEL_FILE, SESSION_BUNDLE_FILE, TFLITE_FILE
 from serving.versions import MAX_VERSION, looks_like_a_version, parse_version
@@ -60,12 +59,19 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-class FileSystemSource:
-    """Polls base paths every ``poll_seconds`` (0: once; negative: never) and feeds the manager."""
+AspiredVersionsCallback = Callable[[str, dict[int, Path]], None]
+"""``(model, {version: path})``: every version the model should serve now; ``{}`` unloads it."""
 
-    def __init__(self, manager: Manager, poll_seconds: float, prefer_tflite: bool,
-                 on_error: Callable[[str], None] = lambda model: None):
-        self._manager, self._poll_seconds = manager, poll_seconds
+
+class FileSystemSource:
+    """Polls base paths every ``poll_seconds`` (0: once; negative: never) and hands each model's
+    aspired versions to a callback, as TensorFlow Serving's sources call their
+    ``AspiredVersionsCallback``: the manager's ``set_aspired_versions`` in the engine, anything
+    in a test."""
+
+    def __init__(self, aspired_versions: AspiredVersionsCallback, poll_seconds: float,
+                 prefer_tflite: bool, on_error: Callable[[str], None] = lambda model: None):
+        self._aspired_versions, self._poll_seconds = aspired_versions, poll_seconds
         self._on_error = on_error
         self._prefer_tflite = prefer_tflite
         self._models: dict[str, tuple[Path, policy.VersionPolicy]] = {}
@@ -82,7 +88,7 @@ class FileSystemSource:
             removed = set(self._models) - set(models)
             self._models = models
         for name in removed:
-            self._manager.set_aspired_versions(name, {})
+            self._aspired_versions(name, {})
         self.poll()
 
     def poll(self) -> None:
@@ -108,7 +114,7 @@ class FileSystemSource:
             else:
                 self._warned.discard(name)
             wanted = policy.aspired_versions(version_policy, on_disk)
-            self._manager.set_aspired_versions(name, {v: on_disk[v] for v in wanted})
+            self._aspired_versions(name, {v: on_disk[v] for v in wanted})
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:

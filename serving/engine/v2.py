@@ -16,8 +16,8 @@ from importlib import metadata as package_metadata
 
 import grpc
 
-from serving import codec_v2
-from serving.codec_dtypes import BY_ENUM
+from serving.codec import v2 as codec_v2
+from serving.codec.dtypes import BY_ENUM
 from serving.engine.calls import ModelSpec, PredictCall, PredictResult
 from serving.engine.signature import DEFAULT_SIGNATURE
 from serving.errors import ServingError, invalid_argument

@@ -1,10 +1,10 @@
 """JSON leaf values <-> numpy, with TensorFlow Serving's type rules and value text.
 
 TensorFlow Serving types every JSON value by the signature's dtype
-(`AddValueToTensor` in `util/json_tensor.cc`). Here that happens in two steps, so
-the parser does not need the signature: `json_to_array` turns a parsed JSON value
-into an array that keeps what JSON said (floats, ints, bools, str, `{"b64"}` bytes),
-and `coerce_to_dtype` applies the signature dtype with TensorFlow Serving's
+(``AddValueToTensor`` in ``util/json_tensor.cc``). Here that happens in two steps, so
+the parser does not need the signature: ``json_to_array`` turns a parsed JSON value
+into an array that keeps what JSON said (floats, ints, bools, str, ``{"b64"}`` bytes),
+and ``coerce_to_dtype`` applies the signature dtype with TensorFlow Serving's
 strictness and error text. Both are numpy-vectorised; only error reporting walks
 values one by one.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.codec_dtypes import DT_STRING, TFDType, resolve
+from serving.codec.dtypes import DT_STRING, TFDType, resolve
 from serving.errors import ServingError, invalid_argument, unimplemented
 
 __all__ = ["coerce_to_dtype", "element_error", "format_decimal", "json_to_array", "render_json"]
@@ -38,13 +38,13 @@ _JSON_DTYPES = _FLOATS | _INT_RANGES.keys() | _INT_RANGE_OF.keys() | {"bool", "s
 
 
 def map_objects(fn: Callable[[Any], Any], a: np.ndarray) -> np.ndarray:
-    """Applies `fn` to every element of `a`, returning an object array of the same shape."""
+    """Applies ``fn`` to every element of ``a``, returning an object array of the same shape."""
     out = np.frompyfunc(fn, 1, 1)(a)
     return out if isinstance(out, np.ndarray) else np.array(out, dtype=object)
 
 
 def _b64_leaf(x: Any) -> Any:
-    """Replaces a valid `{"b64": "..."}` object by its bytes; leaves anything else as is."""
+    """Replaces a valid ``{"b64": "..."}`` object by its bytes; leaves anything else as is."""
     text = _b64_text(x)
     if text is None:
         return x
@@ -55,7 +55,7 @@ def _b64_leaf(x: Any) -> Any:
 
 
 def _b64_text(x: Any) -> str | None:
-    """The payload of a `{"b64": <string>}` object with no other key (`IsValBase64Object`)."""
+    """The payload of a ``{"b64": <string>}`` object with no other key (``IsValBase64Object``)."""
     if type(x) is dict and len(x) == 1 and type(x.get("b64")) is str:
         return x["b64"]
     return None
@@ -65,9 +65,9 @@ def json_to_array(value: Any) -> np.ndarray | None:
     """Converts one parsed JSON tensor value (nested lists of leaves) to an array.
 
     Homogeneous floats give float64, ints int64 (uint64 above int64's range), bools
-    bool. Everything else stays an object array: str leaves as `str`, valid
-    `{"b64": ...}` objects as `bytes`, and mixed or invalid leaves untouched so that
-    `coerce_to_dtype` can name the first one the signature dtype rejects.
+    bool. Everything else stays an object array: str leaves as ``str``, valid
+    ``{"b64": ...}`` objects as ``bytes``, and mixed or invalid leaves untouched so that
+    ``coerce_to_dtype`` can name the first one the signature dtype rejects.
 
     Returns:
         The array, or None when the lists are ragged (the caller builds TensorFlow
@@ -95,11 +95,11 @@ def json_to_array(value: Any) -> np.ndarray | None:
 
 
 def format_decimal(x: float, single: bool) -> str:
-    """Formats a float as TensorFlow Serving's `WriteDecimal` does.
+    """Formats a float as TensorFlow Serving's ``WriteDecimal`` does.
 
-    Six significant digits (`%g`) when they read back as the same value (as float32
-    when `single`), else `%.9g` / `%.17g`; `.0` appended to bare integers; NaN and
-    infinities as the tokens `NaN`, `Infinity`, `-Infinity`.
+    Six significant digits (``%g``) when they read back as the same value (as float32
+    when ``single``), else ``%.9g`` / ``%.17g``; ``.0`` appended to bare integers; NaN and
+    infinities as the tokens ``NaN``, ``Infinity``, ``-Infinity``.
 
     Example:
         >>> format_decimal(1 / 3, single=True), format_decimal(3.0, single=False)
@@ -130,12 +130,12 @@ def _plain(x: Any) -> Any:
 
 
 def render_json(x: Any) -> str:
-    """Single-line JSON text of a value for error messages (`JsonValueToString`).
+    """Single-line JSON text of a value for error messages (``JsonValueToString``).
 
-    A decimal is written with `format_decimal`, in float32 precision when it is
-    within float32 range (rapidjson's `IsFloat`), as TensorFlow Serving does: 0.1 is
-    `0.1`, 0.123456789 is `0.123456791`. `bytes` (decoded b64) are written back as
-    `{"b64": ...}`.
+    A decimal is written with ``format_decimal``, in float32 precision when it is
+    within float32 range (rapidjson's ``IsFloat``), as TensorFlow Serving does: 0.1 is
+    ``0.1``, 0.123456789 is ``0.123456791``. ``bytes`` (decoded b64) are written back as
+    ``{"b64": ...}``.
     """
     x = x.item() if isinstance(x, np.generic) else x
     if type(x) is float:
@@ -144,7 +144,7 @@ def render_json(x: Any) -> str:
 
 
 def _json_type(x: Any) -> str:
-    """rapidjson's type name for a leaf, as in `JsonTypeString`."""
+    """rapidjson's type name for a leaf, as in ``JsonTypeString``."""
     if x is None:
         return "Null"
     if isinstance(x, bool):
@@ -155,7 +155,7 @@ def _json_type(x: Any) -> str:
 
 
 def _leaf_error(x: Any, dt: TFDType) -> ServingError | None:
-    """The error TensorFlow Serving gives one JSON leaf for dtype `dt`, or None if accepted."""
+    """The error TensorFlow Serving gives one JSON leaf for dtype ``dt``, or None if accepted."""
     x = x.item() if isinstance(x, np.generic) else x
     if isinstance(x, dict | bytes):  # an object: only DT_STRING reads one, as base64
         if dt is not DT_STRING:
@@ -191,7 +191,7 @@ def _accepts(x: Any, dt: TFDType) -> bool:
 
 
 def element_error(index: int, name: str | None, inner: ServingError) -> ServingError:
-    """Wraps an error in element `index` of `instances` as TensorFlow Serving does."""
+    """Wraps an error in element ``index`` of ``instances`` as TensorFlow Serving does."""
     key = "" if name is None else f" key: {name}"
     return invalid_argument(
         f"Failed to process element: {index}{key} of 'instances' list. "
@@ -204,7 +204,7 @@ def _utf8(x: Any) -> bytes:
 
 
 def _convert(a: np.ndarray, dt: TFDType) -> np.ndarray | None:
-    """The array as `dt` if every leaf is acceptable, else None (vectorised checks)."""
+    """The array as ``dt`` if every leaf is acceptable, else None (vectorised checks)."""
     kind = a.dtype.kind
     # Leaf types of an object array; for typed arrays a sentinel no rule below accepts.
     leaves: set[type] = set(map(type, a.reshape(-1))) if kind == "O" else {np.ndarray}
@@ -234,19 +234,19 @@ def coerce_to_dtype(
 
     Floats accept any number (out-of-range values become +-inf); int32/int16/int8/
     uint8 accept JSON integers within int32 (narrower types wrap, as in TF), int64
-    and uint32/uint64 integers within their range; `1.0` is not an integer; bool
-    accepts only `true`/`false`; strings accept JSON strings (UTF-8 encoded) and
-    `{"b64": ...}` bytes. An empty tensor is accepted for any dtype.
+    and uint32/uint64 integers within their range; ``1.0`` is not an integer; bool
+    accepts only ``true``/``false``; strings accept JSON strings (UTF-8 encoded) and
+    ``{"b64": ...}`` bytes. An empty tensor is accepted for any dtype.
 
     Args:
-        value: an array from `decode_predict_json` (or any array-like).
-        dtype: the signature dtype (anything `codec_dtypes.resolve` accepts).
-        name: the input's key in `instances` objects; None for plain values.
-        row_format: whether the request used `instances`; errors then name the
-            element, e.g. `Failed to process element: 1 of 'instances' list. ...`.
+        value: an array from ``decode_predict_json`` (or any array-like).
+        dtype: the signature dtype (anything ``dtypes.resolve`` accepts).
+        name: the input's key in ``instances`` objects; None for plain values.
+        row_format: whether the request used ``instances``; errors then name the
+            element, e.g. ``Failed to process element: 1 of 'instances' list. ...``.
 
     Returns:
-        The array with the numpy dtype of `dtype` (object array of bytes for strings).
+        The array with the numpy dtype of ``dtype`` (object array of bytes for strings).
 
     Raises:
         ServingError: INVALID_ARGUMENT with TensorFlow Serving's message for the first

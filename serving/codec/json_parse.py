@@ -1,7 +1,7 @@
 """Request bodies -> JSON documents, with rapidjson's leniency and error texts.
 
-TensorFlow Serving parses with rapidjson (`ParseJson` in `util/json_tensor.cc`):
-`NaN`/`Inf`/`Infinity` tokens are numbers and bytes after the document are ignored.
+TensorFlow Serving parses with rapidjson (``ParseJson`` in ``util/json_tensor.cc``):
+``NaN``/``Inf``/``Infinity`` tokens are numbers and bytes after the document are ignored.
 orjson parses ordinary bodies; the stdlib takes over only when orjson refuses one,
 and its error messages are translated to rapidjson's.
 """
@@ -65,7 +65,7 @@ _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 
 
 def _may_overflow(text: str) -> bool:
-    """Whether a number in `text` may overflow a double (1.8e308): one with a 3-digit exponent,
+    """Whether a number in ``text`` may overflow a double (1.8e308): one with a 3-digit exponent,
     or with 210 digits in a row (times a 2-digit exponent)."""
     return _EXPONENT.search(text) is not None or \
         b"0" * 210 in text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_0)
@@ -78,7 +78,7 @@ def _normalize_token(match: re.Match[str]) -> str:
 
 
 def _open_bracket(text: str, pos: int) -> str:
-    """The innermost unclosed `{` or `[` before `pos` (error reporting only)."""
+    """The innermost unclosed ``{`` or ``[`` before ``pos`` (error reporting only)."""
     stack: list[str] = []
     for bracket in re.findall(r"[\[\]{}]", _STRINGS.sub("", text[:pos])):
         if bracket in "[{":
@@ -145,7 +145,7 @@ def _debug_text(doc: Any) -> str:
 
 
 def json_value_error(doc: Any, message: str) -> ServingError:
-    """`FormatError`: INVALID_ARGUMENT `JSON Value: <doc> <message>`."""
+    """``FormatError``: INVALID_ARGUMENT ``JSON Value: <doc> <message>``."""
     return invalid_argument(f"JSON Value: {_debug_text(doc)} {message}")
 
 
@@ -153,13 +153,13 @@ def parse_json_object(body: bytes | bytearray | memoryview | str) -> dict[str, A
     """Parses a request body that must be a JSON object, with rapidjson's leniency.
 
     orjson parses ordinary bodies; the stdlib takes over for what only rapidjson
-    accepts: `NaN`, `Infinity`, `-Infinity`, `Inf`, `-Inf` tokens and bytes after
+    accepts: ``NaN``, ``Infinity``, ``-Infinity``, ``Inf``, ``-Inf`` tokens and bytes after
     the document (ignored).
 
     Raises:
-        ServingError: INVALID_ARGUMENT `JSON Parse error: The document is empty`,
-            `JSON Parse error: <rapidjson message> at offset: <n>` or
-            `JSON Value: <doc> Is not object`.
+        ServingError: INVALID_ARGUMENT ``JSON Parse error: The document is empty``,
+            ``JSON Parse error: <rapidjson message> at offset: <n>`` or
+            ``JSON Value: <doc> Is not object``.
     """
     if isinstance(body, bytearray | memoryview):
         body = bytes(body)

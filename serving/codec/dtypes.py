@@ -1,7 +1,7 @@
-"""The one dtype table: TensorFlow `DataType` <-> numpy dtype <-> `TensorProto` typed field.
+"""The one dtype table: TensorFlow ``DataType`` <-> numpy dtype <-> ``TensorProto`` typed field.
 
-Written once as `_TABLE`; every lookup (`BY_ENUM`, `BY_NAME`, `BY_NUMPY`) is derived
-from it. numpy-only: bfloat16 is resolved through `ml_dtypes` (a TensorFlow
+Written once as ``_TABLE``; every lookup (``BY_ENUM``, ``BY_NAME``, ``BY_NUMPY``) is derived
+from it. numpy-only: bfloat16 is resolved through ``ml_dtypes`` (a TensorFlow
 dependency) only when a bfloat16 tensor is actually converted.
 """
 
@@ -22,12 +22,12 @@ class TFDType:
     """One TensorFlow dtype.
 
     Attributes:
-        enum: the `tensorflow.DataType` value, e.g. 1 for DT_FLOAT.
-        name: TensorFlow's `DataTypeString`, e.g. "float"; it appears in error messages.
+        enum: the ``tensorflow.DataType`` value, e.g. 1 for DT_FLOAT.
+        name: TensorFlow's ``DataTypeString``, e.g. "float"; it appears in error messages.
         numpy_name: name of the numpy dtype holding its values ("object" for strings,
-            which are arrays of `bytes`); "" when numpy has no equivalent (quantized,
+            which are arrays of ``bytes``); "" when numpy has no equivalent (quantized,
             resource, variant types), which the codec rejects.
-        field: the `TensorProto` typed field holding its values, e.g. "float_val".
+        field: the ``TensorProto`` typed field holding its values, e.g. "float_val".
     """
 
     enum: int
@@ -92,7 +92,7 @@ TensorFlow's names win where they clash: "float" is float32, "half" is float16.
 """
 
 BY_NUMPY: dict[str, TFDType] = {d.numpy_name: d for d in BY_ENUM.values() if d.numpy_name}
-"""numpy dtype name -> dtype (the inverse of `TFDType.numpy`)."""
+"""numpy dtype name -> dtype (the inverse of ``TFDType.numpy``)."""
 
 DT_STRING = BY_ENUM[7]
 
@@ -101,9 +101,9 @@ def resolve(spec: Any) -> TFDType:
     """Returns the dtype a signature, a request or a caller names.
 
     Args:
-        spec: a `TFDType`, a DataType enum int, a name ("float", "DT_FLOAT",
-            "float32"), a `tf.DType` (anything with `as_datatype_enum`) or anything
-            `np.dtype` accepts.
+        spec: a ``TFDType``, a DataType enum int, a name ("float", "DT_FLOAT",
+            "float32"), a ``tf.DType`` (anything with ``as_datatype_enum``) or anything
+            ``np.dtype`` accepts.
 
     Raises:
         ServingError: INVALID_ARGUMENT for a dtype TensorFlow does not have.

@@ -1,13 +1,13 @@
 """Large numeric arrays in a JSON body -> numpy directly, without a Python object per number.
 
 An image as JSON is 150,528 numbers: orjson makes a Python float of each and numpy then
-reads them back, about 25 ms. `parse_dense_object` cuts out each large array of numbers
+reads them back, about 25 ms. ``parse_dense_object`` cuts out each large array of numbers
 that is the value of a key, has simdjson parse it straight into a buffer of doubles or
 integers, checks that it is dense (every row the same length, found by comparing the
 brackets and commas with those of its shape), and parses the small rest with orjson.
 
 It reads only well-formed bodies and only arrays whose numbers are all integers or all
-decimals (what `codec_values.json_to_array` turns into int64/uint64 or float64). For
+decimals (what ``values.json_to_array`` turns into int64/uint64 or float64). For
 anything else it leaves the text to orjson, or answers None: the careful parser then reads
 the body and words any error as TensorFlow Serving does.
 """
@@ -34,7 +34,7 @@ _parsers = threading.local()
 
 
 def _structure(shape: list[int], number: bytes) -> bytes:
-    """The text of a dense array of `shape` with each number written `number`, no spaces."""
+    """The text of a dense array of ``shape`` with each number written ``number``, no spaces."""
     text = b"[" + b",".join([number] * shape[-1]) + b"]"
     for size in reversed(shape[:-1]):
         text = b"[" + b",".join([text] * size) + b"]"
@@ -42,7 +42,7 @@ def _structure(shape: list[int], number: bytes) -> bytes:
 
 
 def _parse(text: bytes) -> Any:
-    """simdjson's document of `text`, with this thread's parser (its buffers are reused)."""
+    """simdjson's document of ``text``, with this thread's parser (its buffers are reused)."""
     parser = getattr(_parsers, "parser", None)
     if parser is None:
         parser = _parsers.parser = simdjson.Parser()
@@ -56,7 +56,7 @@ def _parse(text: bytes) -> Any:
 
 
 def _dense_array(text: bytes) -> np.ndarray | None:
-    """`text` (one JSON array) as int64/uint64/float64, or None when it is not a dense,
+    """``text`` (one JSON array) as int64/uint64/float64, or None when it is not a dense,
     non-empty array of only integers or only decimals."""
     try:
         root = _parse(text)
@@ -86,8 +86,8 @@ def _dense_array(text: bytes) -> np.ndarray | None:
 
 
 def _cut_out(text: bytes, arrays: list[np.ndarray]) -> bytes:
-    """`text` (what lies between two string literals) with a large array that is a key's
-    value replaced by a sentinel string naming its index in `arrays`."""
+    """``text`` (what lies between two string literals) with a large array that is a key's
+    value replaced by a sentinel string naming its index in ``arrays``."""
     start = text.find(b"[")
     if start < 0 or text[:start].strip(_WHITESPACE) != b":":
         return text
@@ -114,7 +114,7 @@ def _outside_strings(body: bytes) -> list[tuple[int, int]]:
 
 
 def _restore(value: Any, arrays: list[np.ndarray]) -> Any:
-    """`value` with the sentinels replaced by their arrays."""
+    """``value`` with the sentinels replaced by their arrays."""
     if type(value) is str and value.startswith(_SENTINEL_PREFIX):
         return arrays[int(value[1:])]
     if type(value) is dict:
@@ -125,8 +125,8 @@ def _restore(value: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def parse_dense_object(body: bytes | bytearray | memoryview) -> dict[str, Any] | None:
-    """The JSON object of `body`, with each large dense array of numbers that is the value of
-    a key as a numpy array (int64, uint64 or float64, as `json_to_array` types it).
+    """The JSON object of ``body``, with each large dense array of numbers that is the value of
+    a key as a numpy array (int64, uint64 or float64, as ``json_to_array`` types it).
 
     Returns None when the body has no such array or is not one read here (a backslash in it,
     text orjson refuses, not an object): parse it the careful way.

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving.codec_json_encode import tf_float32_values
-from serving.codec_json_parse import json_value_error, parse_json_object
+from serving.codec.json_encode import tf_float32_values
+from serving.codec.json_parse import json_value_error, parse_json_object
 from serving.errors import invalid_argument
 
 INT64_MAX = 2**63 - 1

@@ -1,12 +1,12 @@
-"""Predict outputs -> JSON `predictions` / `outputs`, as TensorFlow Serving writes them.
+"""Predict outputs -> JSON ``predictions`` / ``outputs``, as TensorFlow Serving writes them.
 
-Mirrors `MakeJsonFromTensors` (`util/json_tensor.cc`); orjson serialises the numpy
+Mirrors ``MakeJsonFromTensors`` (``util/json_tensor.cc``); orjson serialises the numpy
 arrays directly.
 
 Numbers: every float parses back to exactly the value TensorFlow Serving's text
-parses to (float32: its 6-digit `%g` text when that reads back as the same float32,
-else its `%.9g` text; float64 reads back as itself), but the spelling may differ:
-`9000000.0` for `9e+06`, `0.00001` for `1e-05`. Whitespace differs too (compact,
+parses to (float32: its 6-digit ``%g`` text when that reads back as the same float32,
+else its ``%.9g`` text; float64 reads back as itself), but the spelling may differ:
+``9000000.0`` for ``9e+06``, ``0.00001`` for ``1e-05``. Whitespace differs too (compact,
 not rapidjson's pretty print). Clients and TensorFlow Serving's own tests parse the
 JSON, so neither is part of the contract.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving.codec_dtypes import BY_NUMPY, DT_STRING
-from serving.codec_values import map_objects
+from serving.codec.dtypes import BY_NUMPY, DT_STRING
+from serving.codec.values import map_objects
 from serving.errors import invalid_argument
 
 __all__ = ["encode_predict_json", "tf_float32_values"]
@@ -38,7 +38,7 @@ _FORMAT_ONE_BY_ONE = 32
 
 
 def _scale(ax: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`ax * 10**shift` computed with one exact power of ten, plus that power and its side."""
+    """``ax * 10**shift`` computed with one exact power of ten, plus that power and its side."""
     up = shift >= 0
     power = _POW10[np.minimum(np.abs(shift), 22)]
     scaled = np.empty_like(ax)
@@ -48,7 +48,7 @@ def _scale(ax: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _round_significant(x: np.ndarray, digits: int) -> np.ndarray:
-    """Rounds finite non-zero doubles to `digits` significant digits, like `%.<digits>g`.
+    """Rounds finite non-zero doubles to ``digits`` significant digits, like ``%.<digits>g``.
 
     Returns the double nearest to the rounded decimal, so it prints as that decimal.
     Values whose scale needs an inexact power of ten (below ~1e-14 or above ~1e27)
@@ -73,9 +73,9 @@ def _round_significant(x: np.ndarray, digits: int) -> np.ndarray:
 
 
 def tf_float32_values(a: np.ndarray) -> np.ndarray:
-    """The float64 values TensorFlow Serving's text for float32 `a` parses back to.
+    """The float64 values TensorFlow Serving's text for float32 ``a`` parses back to.
 
-    Vectorised `WriteDecimal<float>`: 6 significant digits where they read back as
+    Vectorised ``WriteDecimal<float>``: 6 significant digits where they read back as
     the same float32, else 9. NaN and infinities pass through.
 
     Example:
@@ -193,24 +193,24 @@ def _dumps(document: dict[str, Any], values: dict[str, np.ndarray], row_format: 
 def encode_predict_json(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
     """Encodes predict outputs as TensorFlow Serving's REST response body.
 
-    Row format (the request used `instances`): `{"predictions": [...]}`, one entry
+    Row format (the request used ``instances``): ``{"predictions": [...]}``, one entry
     per batch row; a single output drops its name, several give one object per row.
-    Columnar (`inputs`): `{"outputs": tensor}` for one output, `{"outputs": {name:
+    Columnar (``inputs``): ``{"outputs": tensor}`` for one output, `{"outputs": {name:
     tensor}}` for several; a rank-0 tensor is a bare value. String outputs whose name
-    ends in `_bytes` are written as `{"b64": ...}`, other strings as UTF-8 text
-    (invalid bytes become U+FFFD). NaN and infinities are written as `NaN`,
-    `Infinity`, `-Infinity`. See the module docstring for number spelling.
+    ends in ``_bytes`` are written as ``{"b64": ...}``, other strings as UTF-8 text
+    (invalid bytes become U+FFFD). NaN and infinities are written as ``NaN``,
+    ``Infinity``, ``-Infinity``. See the module docstring for number spelling.
 
     Args:
         outputs: output alias -> array, in the order to write them.
-        row_format: True to answer `predictions`, False for `outputs`.
+        row_format: True to answer ``predictions``, False for ``outputs``.
 
     Raises:
         ServingError: INVALID_ARGUMENT `Failed to write JSON value for tensor type:
             half` (only float, double, int8/16/32/64, uint8/32/64, bool and string
-            can be written), `Tensor name: y has no shape information ` (rank 0 in
-            row format), `Tensor name: b has inconsistent batch size: 1 expecting: 2`,
-            `Cannot convert empty tensor map to JSON`.
+            can be written), ``Tensor name: y has no shape information `` (rank 0 in
+            row format), ``Tensor name: b has inconsistent batch size: 1 expecting: 2``,
+            ``Cannot convert empty tensor map to JSON``.
     """
     if not outputs:
         raise invalid_argument("Cannot convert empty tensor map to JSON")

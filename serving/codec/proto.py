@@ -1,10 +1,10 @@
-"""numpy <-> `tensorflow.TensorProto`, for the gRPC front end and the gRPC client.
+"""numpy <-> ``tensorflow.TensorProto``, for the gRPC front end and the gRPC client.
 
 numpy-only at import: the protobuf classes are imported on first use (importing
-them loads the `tensorflow` package).
+them loads the ``tensorflow`` package).
 
-Decoding follows TensorFlow's `Tensor::FromProto`: `tensor_content` must hold
-exactly the tensor's bytes; typed fields (`float_val`, ...) may hold fewer values
+Decoding follows TensorFlow's ``Tensor::FromProto``: ``tensor_content`` must hold
+exactly the tensor's bytes; typed fields (``float_val``, ...) may hold fewer values
 than the shape, in which case the last value fills the rest (no value means
 zeros), and values beyond the shape are ignored.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.codec_dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
-from serving.codec_values import map_objects
+from serving.codec.dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
+from serving.codec.values import map_objects
 from serving.errors import invalid_argument
 
 __all__ = ["MAX_FILLED_BYTES", "MAX_TENSOR_BYTES", "declared_nbytes", "ndarray_to_tensor_proto",
@@ -28,7 +28,7 @@ __all__ = ["MAX_FILLED_BYTES", "MAX_TENSOR_BYTES", "declared_nbytes", "ndarray_t
 MAX_RANK = 64  # numpy's limit on dimensions (TensorFlow allows 254)
 MAX_TENSOR_BYTES = 2**31 - 1
 """The largest tensor decoded (its non-zero dimensions, for empty ones): what the largest gRPC
-message (INT32_MAX bytes, as in TensorFlow Serving) could carry in `tensor_content`. It stops a
+message (INT32_MAX bytes, as in TensorFlow Serving) could carry in ``tensor_content``. It stops a
 few bytes of shape with one typed value from asking for terabytes."""
 MAX_FILLED_BYTES = 1 << 20
 """The largest tensor decoded from fewer typed values than its shape holds (TensorFlow repeats
@@ -100,17 +100,17 @@ def _fill_typed_field(proto: Any, dt: TFDType, a: np.ndarray) -> None:
 
 
 def ndarray_to_tensor_proto(a: Any, use_tensor_content: bool = True) -> Any:
-    """Encodes an array as a `tensorflow.TensorProto`.
+    """Encodes an array as a ``tensorflow.TensorProto``.
 
     Args:
         a: an array or array-like; str, bytes and object (bytes/str) arrays become
             DT_STRING (str is UTF-8 encoded).
-        use_tensor_content: write the values as raw bytes in `tensor_content`
-            (compact, what clients send); False fills the typed `*_val` field, which
-            TensorFlow Serving's gRPC responses use. Strings always use `string_val`.
+        use_tensor_content: write the values as raw bytes in ``tensor_content``
+            (compact, what clients send); False fills the typed ``*_val`` field, which
+            TensorFlow Serving's gRPC responses use. Strings always use ``string_val``.
 
     Returns:
-        The `TensorProto`.
+        The ``TensorProto``.
 
     Raises:
         ServingError: INVALID_ARGUMENT for a dtype TensorFlow has no equivalent of.
@@ -146,7 +146,7 @@ def _typed_values(proto: Any, dt: TFDType) -> np.ndarray:
 
 
 def _fit(values: np.ndarray, size: int) -> np.ndarray:
-    """`values` stretched to `size` the way `Tensor::FromProto` does for typed fields."""
+    """``values`` stretched to ``size`` the way ``Tensor::FromProto`` does for typed fields."""
     if values.size >= size:
         return values[:size]
     if values.size == 0:
@@ -160,14 +160,14 @@ def _stored_count(proto: Any, dt: TFDType) -> int:
 
 
 def declared_nbytes(proto: Any) -> int:
-    """The bytes a `TensorProto` takes once decoded, from its dtype and shape, checked against
+    """The bytes a ``TensorProto`` takes once decoded, from its dtype and shape, checked against
     what it carries before anything is allocated.
 
-    A tensor that cannot be decoded counts 0 here: `tensor_proto_to_ndarray` says why.
+    A tensor that cannot be decoded counts 0 here: ``tensor_proto_to_ndarray`` says why.
 
     Raises:
         ServingError: INVALID_ARGUMENT for typed values fewer than the shape holds that would
-            be stretched past `MAX_FILLED_BYTES`.
+            be stretched past ``MAX_FILLED_BYTES``.
     """
     dt = BY_ENUM.get(proto.dtype)
     if dt is None or not dt.numpy_name or proto.tensor_shape.unknown_rank:
@@ -192,16 +192,16 @@ def declared_nbytes(proto: Any) -> int:
 
 
 def tensor_proto_to_ndarray(proto: Any) -> np.ndarray:
-    """Decodes a `tensorflow.TensorProto` into an array.
+    """Decodes a ``tensorflow.TensorProto`` into an array.
 
-    Reads `tensor_content` with `np.frombuffer` (the result is then read-only and
-    shares the proto's buffer) or the typed field with `np.asarray`. DT_STRING gives
-    an object array of `bytes`; DT_HALF float16; DT_BFLOAT16 `ml_dtypes.bfloat16`.
+    Reads ``tensor_content`` with ``np.frombuffer`` (the result is then read-only and
+    shares the proto's buffer) or the typed field with ``np.asarray``. DT_STRING gives
+    an object array of ``bytes``; DT_HALF float16; DT_BFLOAT16 ``ml_dtypes.bfloat16``.
 
     Raises:
         ServingError: INVALID_ARGUMENT for an unknown or unsupported dtype, an unknown
-            rank, more than `MAX_RANK` dimensions, a negative dimension, a tensor larger
-            than `MAX_TENSOR_BYTES`, or `tensor_content` of the wrong length.
+            rank, more than ``MAX_RANK`` dimensions, a negative dimension, a tensor larger
+            than ``MAX_TENSOR_BYTES``, or ``tensor_content`` of the wrong length.
     """
     dt = BY_ENUM.get(proto.dtype)
     if dt is None:

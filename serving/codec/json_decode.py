@@ -1,8 +1,9 @@
-"""Predict requests in JSON (`instances` / `inputs`) -> numpy, as TensorFlow Serving parses them.
+"""Predict requests in JSON (``instances`` / ``inputs``) -> numpy, as TensorFlow Serving
+parses them.
 
-Mirrors `FillPredictRequestFromJson` (`util/json_tensor.cc`) in two steps:
-`decode_predict_json` needs only the body; `bind_inputs` then applies the
-signature (input names and dtypes). Every error is `ServingError(INVALID_ARGUMENT)`
+Mirrors ``FillPredictRequestFromJson`` (``util/json_tensor.cc``) in two steps:
+``decode_predict_json`` needs only the body; ``bind_inputs`` then applies the
+signature (input names and dtypes). Every error is ``ServingError(INVALID_ARGUMENT)``
 with TensorFlow Serving's message text.
 """
 
@@ -14,9 +15,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from serving.codec_json_dense import parse_dense_object
-from serving.codec_json_parse import json_value_error, parse_json_object
-from serving.codec_values import coerce_to_dtype, element_error, json_to_array, render_json
+from serving.codec.json_dense import parse_dense_object
+from serving.codec.json_parse import json_value_error, parse_json_object
+from serving.codec.values import coerce_to_dtype, element_error, json_to_array, render_json
 from serving.errors import ServingError, invalid_argument
 
 __all__ = [
@@ -40,14 +41,14 @@ _PLAIN_COLUMNS = (
 
 
 class PredictJsonRequest(NamedTuple):
-    """A decoded `:predict` body.
+    """A decoded ``:predict`` body.
 
     Attributes:
-        signature_name: `signature_name` if the body has one, else None.
-        inputs: a dict `{input name: array}` when the client named its inputs (objects
-            in `instances`, or an object in `inputs`); a bare array for a single
-            unnamed input. `bind_inputs` maps either onto the signature.
-        row_format: True for `instances` (answer with `predictions`), False for `inputs`.
+        signature_name: ``signature_name`` if the body has one, else None.
+        inputs: a dict ``{input name: array}`` when the client named its inputs (objects
+            in ``instances``, or an object in ``inputs``); a bare array for a single
+            unnamed input. ``bind_inputs`` maps either onto the signature.
+        row_format: True for ``instances`` (answer with ``predictions``), False for ``inputs``.
     """
 
     signature_name: str | None
@@ -56,12 +57,12 @@ class PredictJsonRequest(NamedTuple):
 
 
 def _is_named(value: Any) -> bool:
-    """An object of named tensors: any JSON object but a `{"b64": ...}` value."""
+    """An object of named tensors: any JSON object but a ``{"b64": ...}`` value."""
     return type(value) is dict and not (len(value) == 1 and type(value.get("b64")) is str)
 
 
 def _dense_shape(value: Any) -> list[int]:
-    """The shape read along first elements (`GetDenseTensorShape`)."""
+    """The shape read along first elements (``GetDenseTensorShape``)."""
     shape = []
     while type(value) is list:
         shape.append(len(value))
@@ -72,7 +73,7 @@ def _dense_shape(value: Any) -> list[int]:
 
 
 def _layout_error(value: Any, shape: list[int]) -> str | None:
-    """The first layout error in `value` against `shape`, in `FillTensorProto`'s order."""
+    """The first layout error in ``value`` against ``shape``, in ``FillTensorProto``'s order."""
     stack = [(value, 0)]
     while stack:
         item, level = stack.pop()
@@ -150,24 +151,24 @@ def _decode_instances(rows: list[Any]) -> dict[str, np.ndarray] | np.ndarray:
 
 
 def decode_predict_json(body: bytes | bytearray | memoryview | str) -> PredictJsonRequest:
-    """Decodes a REST `:predict` body without looking at the model.
+    """Decodes a REST ``:predict`` body without looking at the model.
 
-    Row format (`instances`): a list with one entry per example, stacked into a batch;
+    Row format (``instances``): a list with one entry per example, stacked into a batch;
     entries are plain values/lists (one unnamed input, returned as a bare array) or
-    objects keyed by input name (a dict of arrays). Columnar format (`inputs`): a
+    objects keyed by input name (a dict of arrays). Columnar format (``inputs``): a
     value (one unnamed input) or an object of named tensors, each of its own shape.
-    Leaves keep their JSON types (see `codec_values.json_to_array`); apply the
-    signature with `bind_inputs`.
+    Leaves keep their JSON types (see ``values.json_to_array``); apply the
+    signature with ``bind_inputs``.
 
     Args:
         body: the request body.
 
     Returns:
-        `PredictJsonRequest(signature_name, inputs, row_format)`.
+        ``PredictJsonRequest(signature_name, inputs, row_format)``.
 
     Raises:
         ServingError: INVALID_ARGUMENT with TensorFlow Serving's text, e.g.
-            `Missing 'inputs' or 'instances' key`, or, for ragged instances,
+            ``Missing 'inputs' or 'instances' key``, or, for ragged instances,
             `Failed to process element: 2 of 'instances' list. Error: INVALID_ARGUMENT:
             Expecting tensor size: 2 but got: 3`.
 
@@ -186,9 +187,9 @@ class _Careful(Exception):
 def decode_dense_predict_json(
     body: bytes | bytearray | memoryview | str,
 ) -> PredictJsonRequest | None:
-    """`decode_predict_json`'s fast path, for well-formed bodies with large tensors.
+    """``decode_predict_json``'s fast path, for well-formed bodies with large tensors.
 
-    Their arrays come straight from the text (`codec_json_dense`); the result is the one the
+    Their arrays come straight from the text (``json_dense``); the result is the one the
     careful path gives. None for every other body, and for every error: the careful path
     then decodes it, with TensorFlow Serving's texts.
     """
@@ -218,7 +219,7 @@ def _dense_rows(rows: Any) -> dict[str, np.ndarray] | np.ndarray:
 
 
 def _dense_stack(values: list[Any], name: str) -> np.ndarray:
-    """One named input of every row, stacked as `_tensor` stacks their lists."""
+    """One named input of every row, stacked as ``_tensor`` stacks their lists."""
     arrays = [value for value in values if isinstance(value, np.ndarray)]
     if not arrays:
         return _tensor(values, row_format=True, name=name)
@@ -237,12 +238,12 @@ def _dense_columns(value: Any) -> dict[str, np.ndarray] | np.ndarray:
 
 
 def parse_predict_json(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
-    """Parses a `:predict` body and checks `signature_name`: what TensorFlow Serving does
-    before it looks the model and signature up. `decode_predict_document` does the rest.
+    """Parses a ``:predict`` body and checks ``signature_name``: what TensorFlow Serving does
+    before it looks the model and signature up. ``decode_predict_document`` does the rest.
 
     Raises:
         ServingError: INVALID_ARGUMENT for a body that is not a JSON object or whose
-            `signature_name` is not a string.
+            ``signature_name`` is not a string.
     """
     doc = parse_json_object(body)
     if "signature_name" in doc and not isinstance(doc["signature_name"], str):
@@ -253,9 +254,9 @@ def parse_predict_json(body: bytes | bytearray | memoryview | str) -> dict[str, 
 
 
 def decode_predict_document(doc: dict[str, Any]) -> PredictJsonRequest:
-    """Decodes `instances` / `inputs` of a document from `parse_predict_json`.
+    """Decodes ``instances`` / ``inputs`` of a document from ``parse_predict_json``.
 
-    See `decode_predict_json` for the formats and errors.
+    See ``decode_predict_json`` for the formats and errors.
     """
     signature = doc.get("signature_name")
     if "instances" in doc and "inputs" in doc:
@@ -285,22 +286,22 @@ def bind_inputs(
 ) -> dict[str, np.ndarray]:
     """Maps decoded inputs onto a signature's inputs and types them, as TensorFlow Serving does.
 
-    A bare array feeds the signature's only input. Named `instances` must carry
-    exactly the signature's input names; named `inputs` must carry each of them
+    A bare array feeds the signature's only input. Named ``instances`` must carry
+    exactly the signature's input names; named ``inputs`` must carry each of them
     (other keys are ignored).
 
     Args:
-        inputs: `PredictJsonRequest.inputs`.
-        input_dtypes: the signature's inputs, `{alias: dtype}` (any dtype spelling
-            `codec_dtypes.resolve` accepts); must not be empty (TensorFlow Serving
-            answers `Failed to get input map for signature: <name>` before this).
-        row_format: `PredictJsonRequest.row_format`.
+        inputs: ``PredictJsonRequest.inputs``.
+        input_dtypes: the signature's inputs, ``{alias: dtype}`` (any dtype spelling
+            ``dtypes.resolve`` accepts); must not be empty (TensorFlow Serving
+            answers ``Failed to get input map for signature: <name>`` before this).
+        row_format: ``PredictJsonRequest.row_format``.
 
     Returns:
-        `{alias: array}` with each array in its signature dtype.
+        ``{alias: array}`` with each array in its signature dtype.
 
     Raises:
-        ServingError: INVALID_ARGUMENT, e.g. `Missing named input: x in 'inputs' object.`
+        ServingError: INVALID_ARGUMENT, e.g. ``Missing named input: x in 'inputs' object.``
     """
     if isinstance(inputs, np.ndarray):
         if not input_dtypes:
