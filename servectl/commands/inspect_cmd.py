@@ -39,7 +39,7 @@ def _versions(model_dir: Path) -> list[Path]:
 
 def _describe_version(version_dir: Path) -> list[str]:
     from export import describe, warmup
-    from export.tflite import TFLITE_FILE
+    from serving.engine.servable import TFLITE_FILE
 
     meta = describe.read_metadata(version_dir)
     if (version_dir / TFLITE_FILE).exists():
