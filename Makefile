@@ -6,9 +6,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo-output
 
-# package:command pairs. wrk and h2load drive the chaos tests (tests/test_chaos.py).
+# package:command pairs. wrk and h2load drive the chaos tests (tests/reliability/test_chaos.py).
 DEBIAN_PACKAGES := prometheus:prometheus nginx:nginx wrk:wrk nghttp2-client:h2load
-# The static policy scanner of the k8s manifests (tests/test_k8s.py). It pins its own dependency
+# The static policy scanner of the k8s manifests (tests/deploy/test_k8s.py). It pins its own dependency
 # tree, so it gets a venv of its own.
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_VERSION := 3.3.30

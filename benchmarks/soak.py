@@ -18,8 +18,8 @@ verdict against the stated bounds.
 
 What a leak looks like here: RSS, descriptors or threads that keep growing after warm-up while
 the load stays the same, or latency that creeps up window after window. One process runs the
-client (asyncio: grpc.aio and aiohttp), cheap next to the engine; ``tests/test_soak.py`` runs
-the same code for 3 minutes.
+client (asyncio: grpc.aio and aiohttp), cheap next to the engine;
+``tests/reliability/test_soak.py`` runs the same code for 3 minutes.
 """
 
 from __future__ import annotations

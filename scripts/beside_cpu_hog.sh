@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run pytest RUNS times in a row (default 5) beside a CPU-heavy process, stopping at the first
 # failure: a test that passes only when the scheduler is kind fails here first (issue 12).
-#   RUNS=5 scripts/beside_cpu_hog.sh tests/test_chaos.py tests/test_lifecycle.py ...
+#   RUNS=5 scripts/beside_cpu_hog.sh tests/reliability/test_chaos.py tests/engine/test_lifecycle.py ...
 # The hog multiplies 1500x1500 matrices in a loop: BLAS threads on every core, all the time.
 set -euo pipefail
 cd "$(dirname "$0")/.."

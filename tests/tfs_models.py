@@ -7,7 +7,7 @@ way TF Serving's generators do (``saved_model_half_plus_two.py``, ``export_count
 ``export_bad_half_plus_two.py``, ``parse_example_tflite.py``) and the models the integration
 tests save themselves, with the same signature keys, tensor names, dtypes, declared shapes
 (unknown rank and "no shape recorded" included), method names, assets and version directories;
-``tests/test_tfs_models.py`` holds them to the values of TF Serving's checked-in copies.
+``tests/conformance/test_tfs_models.py`` holds them to the values of TF Serving's checked-in copies.
 
 ``build(base)`` runs the generators in a fresh Python process: the distributed Keras model needs
 two virtual CPUs, which TensorFlow only allows before its runtime starts, and the TF1 graphs then
@@ -471,7 +471,7 @@ def meta_graph(version_dir: Path):
 def expected_metadata(version_dir: Path, model_name: str) -> dict:
     """The REST GetModelMetadata answer for ``version_dir``'s SignatureDefs, as TF Serving's
     expected-metadata JSON files spell it (proto3 JSON, original field names, defaults
-    printed); ``tests/test_tfs_models.py`` pins those SignatureDefs to literals."""
+    printed); ``tests/conformance/test_tfs_models.py`` pins those SignatureDefs to literals."""
     from google.protobuf import json_format
 
     defs = {key: json_format.MessageToDict(value, preserving_proto_field_name=True,

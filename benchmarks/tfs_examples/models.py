@@ -3,8 +3,8 @@
 The clients (``tensorflow_serving/example/`` in TensorFlow Serving) assume downloads that cannot
 happen here: MNIST for ``mnist_client.py`` and a trained ResNet plus a cat photo for
 ``resnet_client.py`` / ``resnet_client_grpc.py``. These builders make stand-ins with the exact
-names those clients use; ``run.sh`` uses them at full size and ``tests/test_tfs_examples.py`` at
-a tiny one.
+names those clients use; ``run.sh`` uses them at full size and
+``tests/conformance/test_tfs_examples.py`` at a tiny one.
 
 * MNIST: scikit-learn's digits scaled to 28x28 and written as MNIST's gzipped IDX files, and a
   TF1 softmax regression exported the way ``mnist_saved_model.py`` exports it (signature
