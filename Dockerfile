@@ -21,7 +21,6 @@ COPY export ./export
 COPY serving ./serving
 COPY servectl ./servectl
 COPY loadtest ./loadtest
-COPY benchmarks ./benchmarks
 # The project, then tritonclient's protocol stubs without its protobuf<7 pin (its generated
 # code runs on the protobuf 7 the rest needs; see the Makefile's TRITONCLIENT).
 RUN python -m pip install . && python -m pip install --no-deps tritonclient==2.73.0 \

@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 import uvloop
-
-from serving.engine.frames import FrameChannel, dumps
+from tf_serving_platform.serving.engine.frames import FrameChannel, dumps
 
 SHAPES = {"MLP example (1x64)": (1, 64), "CNN image (1x28x28x1)": (1, 28, 28, 1),
           "MobileNetV2 image (1x224x224x3)": (1, 224, 224, 3),

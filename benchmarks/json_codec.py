@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-from serving.codec.json_decode import (
+from tf_serving_platform.serving.codec.json_decode import (
     decode_predict_document,
     decode_predict_json,
     parse_predict_json,
 )
-from serving.codec.json_encode import encode_predict_json
-from serving.tables import format_table
+from tf_serving_platform.serving.codec.json_encode import encode_predict_json
+from tf_serving_platform.serving.tables import format_table
 
 SHAPES = {"MLP example": (1, 64), "CNN image": (1, 28, 28, 1),
           "MobileNetV2 image": (1, 224, 224, 3)}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from servectl.engine_process import EngineProcess
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 STATUS_POLL_S = 0.02
 
@@ -72,7 +72,7 @@ def export_zoo(name: str, base: Path, predict_warmup_only: bool = True) -> Path:
     class names exports ``classes [?, 1]`` next to ``scores [?, N]``, which TensorFlow
     Serving's classify check refuses, so its classify records would fail the load.
     """
-    from export import pipeline, sources
+    from tf_serving_platform.export import pipeline, sources
 
     version = base / name / "1"
     if (version / "saved_model.pb").exists():
@@ -87,8 +87,7 @@ def export_zoo(name: str, base: Path, predict_warmup_only: bool = True) -> Path:
 def _keep_predict_records(version: Path) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
-
-    from serving.engine.warmup import WARMUP_PATH
+    from tf_serving_platform.serving.engine.warmup import WARMUP_PATH
 
     path = version / WARMUP_PATH
     records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
@@ -121,7 +120,7 @@ class ModelSwitch:
 
     def __init__(self, engine: EngineProcess, resident: Mapping[str, Path], name: str,
                  base_path: Path):
-        from serving.client import GrpcClient
+        from tf_serving_platform.serving.client import GrpcClient
 
         self.client = GrpcClient(engine.grpc_target, timeout_s=600)
         self.name = name

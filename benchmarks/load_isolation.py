@@ -44,9 +44,8 @@ def predict_payload(name: str, base_path: Path) -> bytes:
     each input's dtype, unknown dimensions 1)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
-
-    from serving import codec
-    from serving.engine.servable import read_signature_defs
+    from tf_serving_platform.serving import codec
+    from tf_serving_platform.serving.engine.servable import read_signature_defs
 
     signature = read_signature_defs(base_path / "1", {"serve"})["serving_default"]
     request = predict_pb2.PredictRequest()

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
-from loadtest.signature import PREDICT_METHOD
+from tf_serving_platform.loadtest.signature import PREDICT_METHOD
 
 JSON = {"Content-Type": "application/json"}
 
@@ -36,7 +35,7 @@ class Endpoint:
 
 def predict_path(model: str) -> str:
     """The REST predict path of ``model`` (``serving.client.ModelRef``: names percent-encoded)."""
-    from serving.client import ModelRef
+    from tf_serving_platform.serving.client import ModelRef
 
     return ModelRef(model).rest_path(":predict")
 

@@ -16,8 +16,7 @@ import sys
 import grpc
 import uvloop
 from aiohttp import web
-
-from servectl.engine_process import free_port
+from tf_serving_platform.servectl.engine_process import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 RESPONSE = b""  # an empty PredictResponse

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.engine.servable import load_saved_model
 
 MODELS = {"digits_mlp": ("pixels", (64,), np.float32),
           "digits_cnn": ("image", (8, 8, 1), np.uint8)}
@@ -39,8 +38,8 @@ def _microseconds_per_call(call: Callable[[], object], seconds: float) -> float:
 
 def _version(base: Path, model: str) -> Path:
     if not (base / model / "1").exists():
-        from export.pipeline import export_model
-        from export.sources import resolve
+        from tf_serving_platform.export.pipeline import export_model
+        from tf_serving_platform.export.sources import resolve
 
         export_model(resolve(model, progress=False), base, version=1)
     return base / model / "1"

@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from benchmarks import lifecycle
 from benchmarks.loadgen import PREDICT_METHOD, predict_path
 from benchmarks.plotting import pyplot
-from servectl.engine_process import EngineProcess
 
 MODEL = "soak"
 RATE = 80.0
@@ -139,8 +139,7 @@ OUTCOMES = {"good": "ok", "bad": "refused", "abandoned": "abandoned"}
 def export_model(base: Path) -> Path:
     """Write version 1 of the soak model (with warmup records) under ``base/soak``."""
     import tensorflow as tf
-
-    from export.warmup import write_warmup
+    from tf_serving_platform.export.warmup import write_warmup
 
     class SoakModel(tf.Module):
         """``y = 0.5 x + 2`` (exact in float32 for the inputs sent), after a few 64x64 matmuls
@@ -281,7 +280,7 @@ class Payloads:
     """Every request body, encoded once: the client stays cheap next to the engine."""
 
     def __init__(self):
-        from serving import codec
+        from tf_serving_platform.serving import codec
 
         self.grpc = [_predict_request(codec.ndarray_to_tensor_proto(
             np.array([_x(i)], np.float32))) for i in range(16)]
@@ -424,8 +423,7 @@ class Client:
 
 def _grpc_y(answer: bytes) -> float | None:
     from tensorflow_serving.apis import predict_pb2
-
-    from serving import codec
+    from tf_serving_platform.serving import codec
 
     values = codec.tensor_proto_to_ndarray(predict_pb2.PredictResponse.FromString(answer)
                                            .outputs["y"])

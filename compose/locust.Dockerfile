@@ -1,7 +1,7 @@
 # The official Locust image plus what loadtest/locustfile.py imports beyond Locust itself:
 # grpcio (its gRPC user; `grpc.experimental.gevent` is imported at module level), numpy and
-# orjson and pysimdjson (request bodies, through serving/codec.py). The project's code is not copied in:
-# docker-compose.yml mounts ./loadtest and ./serving and puts their parent on PYTHONPATH.
+# orjson and pysimdjson (request bodies, through serving/codec/). The project's code is not copied
+# in: docker-compose.yml mounts ./loadtest and ./serving as tf_serving_platform's on PYTHONPATH.
 # Versions: the ones the project's own .venv resolves from pyproject.toml.
 FROM locustio/locust:2.47.0
 

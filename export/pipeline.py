@@ -18,12 +18,11 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-
-from export import describe, publish, savedmodel, warmup
-from export.errors import ExportError, VersionExistsError
-from export.signatures import PREDICT_KEY
-from export.sources import ExportSource
-from export.variants import (
+from tf_serving_platform.export import describe, publish, savedmodel, warmup
+from tf_serving_platform.export.errors import ExportError, VersionExistsError
+from tf_serving_platform.export.signatures import PREDICT_KEY
+from tf_serving_platform.export.sources import ExportSource
+from tf_serving_platform.export.variants import (
     DEFAULT_MAX_DROP,
     TABLE_FILE,
     VariantBuilder,
@@ -31,9 +30,9 @@ from export.variants import (
     variant_model,
     variant_table,
 )
-from models.data import Arrays
-from serving.engine.request_log import read_logs
-from serving.engine.servable import TFLITE_FILE
+from tf_serving_platform.models.data import Arrays
+from tf_serving_platform.serving.engine.request_log import read_logs
+from tf_serving_platform.serving.engine.servable import TFLITE_FILE
 
 AUTO_VERSION_ATTEMPTS = 10
 

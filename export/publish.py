@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.errors import ExportError, VersionExistsError
-from serving.versions import parse_version
+from tf_serving_platform.export.errors import ExportError, VersionExistsError
+from tf_serving_platform.serving.versions import parse_version
 
 STAGING_PREFIX = ".staging-"
 STALE_AFTER_S = 24 * 3600

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from export.errors import ExportError
-from export.sources import ExportSource
-from models import train, zoo
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.export.sources import ExportSource
+from tf_serving_platform.models import train, zoo
 
 QAT_EPOCHS = 5
 QAT_LEARNING_RATE_FACTOR = 0.1  # fine-tuning: a tenth of the recipe's learning rate

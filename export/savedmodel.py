@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
-from export import signatures, verify
-from export.errors import ExportError
-from export.sources import ExportSource, random_inputs
-from models.data import Arrays
-from serving.engine.signature import SignatureInfo
+from tf_serving_platform.export import signatures, verify
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.export.sources import ExportSource, random_inputs
+from tf_serving_platform.models.data import Arrays
+from tf_serving_platform.serving.engine.signature import SignatureInfo
 
 VERIFY_ROWS = 64
 

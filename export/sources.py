@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from export.errors import ExportError
-from models import evaluation, train, zoo
-from models.data import Arrays, Dataset
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.models import evaluation, train, zoo
+from tf_serving_platform.models.data import Arrays, Dataset
 
 SAMPLE_ROWS = 32
 

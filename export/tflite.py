@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from export.signatures import PREDICT_KEY
-from export.verify import run_signature
-from models.data import Arrays
-from serving.engine.servable import Servable
-from serving.engine.tflite_session import (
+from tf_serving_platform.export.signatures import PREDICT_KEY
+from tf_serving_platform.export.verify import run_signature
+from tf_serving_platform.models.data import Arrays
+from tf_serving_platform.serving.engine.servable import Servable
+from tf_serving_platform.serving.engine.tflite_session import (
     TfLiteSession,
     embed_signature_defs,
     flatbuffer_signature_defs,

@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from export import qat, tflite
-from export.errors import ExportError
-from export.savedmodel import directory_bytes, write_keras_saved_model
-from export.signatures import PREDICT_KEY
-from export.sources import ExportSource
-from export.verify import load_as_served, run_signature
-from models import evaluation
-from models.data import Arrays
-from serving.tables import format_table
+from tf_serving_platform.export import qat, tflite
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.export.savedmodel import directory_bytes, write_keras_saved_model
+from tf_serving_platform.export.signatures import PREDICT_KEY
+from tf_serving_platform.export.sources import ExportSource
+from tf_serving_platform.export.verify import load_as_served, run_signature
+from tf_serving_platform.models import evaluation
+from tf_serving_platform.models.data import Arrays
+from tf_serving_platform.serving.tables import format_table
 
 DEFAULT_MAX_DROP = 0.02
 LATENCY_ROWS = 50

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from export.errors import ExportError
-from export.examples import serialize
-from export.signatures import (
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.export.examples import serialize
+from tf_serving_platform.export.signatures import (
     CLASSIFY_KEY,
     PREDICT_KEY,
     REGRESS_KEY,
     classifier_head,
     regressor_head,
 )
-from models.zoo import Head
-from serving.engine.servable import Servable, load_saved_model
+from tf_serving_platform.models.zoo import Head
+from tf_serving_platform.serving.engine.servable import Servable, load_saved_model
 
 FLOAT_TOLERANCE = 1e-5
 RELATIVE_TOLERANCE = 1e-6

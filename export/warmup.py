@@ -21,10 +21,9 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
     regression_pb2,
 )
-
-from export.examples import to_examples
-from export.signatures import CLASSIFY_KEY, PREDICT_KEY, REGRESS_KEY
-from serving.engine import warmup as engine_warmup
+from tf_serving_platform.export.examples import to_examples
+from tf_serving_platform.export.signatures import CLASSIFY_KEY, PREDICT_KEY, REGRESS_KEY
+from tf_serving_platform.serving.engine import warmup as engine_warmup
 
 WARMUP_FILE = engine_warmup.WARMUP_PATH
 BATCH_SIZES = (1, 2, 4, 8)

@@ -28,13 +28,12 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
-
-from loadtest import payloads, replay, signature, stages
-from loadtest.options import LocustfileOptions, add_arguments
-from loadtest.samples import Recorder
-from loadtest.slo import Slo, judge
-from serving.client import ModelRef
-from serving.errors import ServingError
+from tf_serving_platform.loadtest import payloads, replay, signature, stages
+from tf_serving_platform.loadtest.options import LocustfileOptions, add_arguments
+from tf_serving_platform.loadtest.samples import Recorder
+from tf_serving_platform.loadtest.slo import Slo, judge
+from tf_serving_platform.serving.client import ModelRef
+from tf_serving_platform.serving.errors import ServingError
 
 grpc_gevent.init_gevent()  # gRPC's I/O must yield to gevent, or one call blocks every user
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from loadtest.stages import SHAPES
-from serving.client import ModelRef
+from tf_serving_platform.loadtest.stages import SHAPES
+from tf_serving_platform.serving.client import ModelRef
 
 
 def _option(default: Any, help: str, **argparse: Any) -> Any:

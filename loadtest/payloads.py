@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-
-from loadtest.signature import InputSpec
-from serving import codec
-from serving.client import ModelRef
-from serving.errors import ServingError
+from tf_serving_platform.loadtest.signature import InputSpec
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.client import ModelRef
+from tf_serving_platform.serving.errors import ServingError
 
 UNKNOWN_DIM = 8
 """Size given to unknown non-batch dimensions (sequence lengths, image sides)."""
@@ -111,12 +110,11 @@ def rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
 
 def grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A serialized ``PredictRequest`` (values in ``tensor_content``, as clients send them)."""
-    from serving.tensorflow_protos import protos_only
+    from tf_serving_platform.serving.tensorflow_protos import protos_only
 
     protos_only()
     from tensorflow_serving.apis import predict_pb2
-
-    from serving.client.grpc_calls import model_spec
+    from tf_serving_platform.serving.client.grpc_calls import model_spec
 
     request = predict_pb2.PredictRequest(model_spec=model_spec(target))
     for name, value in arrays.items():
@@ -126,7 +124,7 @@ def grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
 
 def v2_rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """An Open Inference Protocol infer body with JSON tensors."""
-    from serving.codec import v2 as codec_v2
+    from tf_serving_platform.serving.codec import v2 as codec_v2
 
     return orjson.dumps({"inputs": [
         {"name": name, "datatype": codec_v2.datatype_of(value), "shape": list(value.shape),
@@ -136,9 +134,8 @@ def v2_rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
 
 def v2_grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A serialized ``inference.ModelInferRequest`` (``raw_input_contents``)."""
+    from tf_serving_platform.serving.codec import v2 as codec_v2
     from tritonclient.grpc import service_pb2
-
-    from serving.codec import v2 as codec_v2
 
     request = service_pb2.ModelInferRequest(
         model_name=target.model,

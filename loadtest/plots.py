@@ -18,11 +18,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
-
-from loadtest.report import LevelReport, Report
-from loadtest.samples import Samples
-from loadtest.slo import Slo
-from loadtest.stages import users_text
+from tf_serving_platform.loadtest.report import LevelReport, Report
+from tf_serving_platform.loadtest.samples import Samples
+from tf_serving_platform.loadtest.slo import Slo
+from tf_serving_platform.loadtest.stages import users_text
 
 BUCKET_S = 1.0
 STYLES = {50: "-", 95: "--", 99: ":"}

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-
-from serving.client import ModelRef
-from serving.errors import ServingError
-from serving.tensorflow_protos import protos_only
+from tf_serving_platform.serving.client import ModelRef
+from tf_serving_platform.serving.errors import ServingError
+from tf_serving_platform.serving.tensorflow_protos import protos_only
 
 SERVICE = "/tensorflow.serving.PredictionService/"
 KINDS = {"predict_log": "Predict", "classify_log": "Classify", "regress_log": "Regress",
@@ -78,7 +77,7 @@ def examples_body(model_input, signature: str) -> bytes:
 def _aim(spec, model: str | None, version: int | None, label: str | None) -> ModelRef:
     """The logged spec, re-aimed at ``model`` / ``version`` / ``label`` where given; a logged
     version or label is kept only when the model is not re-aimed."""
-    from serving.client.grpc_calls import model_spec
+    from tf_serving_platform.serving.client.grpc_calls import model_spec
 
     name = model or spec.name
     if model or version is not None or label:
@@ -94,8 +93,8 @@ def _aim(spec, model: str | None, version: int | None, label: str | None) -> Mod
 
 def _request(record, model: str | None, version: int | None, label: str | None
              ) -> ReplayRequest | None:
-    from loadtest.payloads import rest_body
-    from serving import codec
+    from tf_serving_platform.loadtest.payloads import rest_body
+    from tf_serving_platform.serving import codec
 
     kind = record.WhichOneof("log_type")
     if kind not in KINDS:
@@ -128,7 +127,7 @@ def load(path: str | Path, model: str | None = None, version: int | None = None,
         ReplayError: nothing to replay there, or a record that cannot be read.
     """
     protos_only()  # TensorFlow's protos without its runtime, before request_log imports them
-    from serving.engine.request_log import read_logs
+    from tf_serving_platform.serving.engine.request_log import read_logs
 
     try:
         requests = [r for r in (_request(record, model, version, label)

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-
-from loadtest.samples import ProcessUsage, Samples
-from loadtest.slo import Slo, Verdict, judge
-from loadtest.stages import Level
-from loadtest.stats import Stability, Summary, stability, summarize, windows
-from serving.tables import format_table
+from tf_serving_platform.loadtest.samples import ProcessUsage, Samples
+from tf_serving_platform.loadtest.slo import Slo, Verdict, judge
+from tf_serving_platform.loadtest.stages import Level
+from tf_serving_platform.loadtest.stats import Stability, Summary, stability, summarize, windows
+from tf_serving_platform.serving.tables import format_table
 
 ALL = "all"
 T = TypeVar("T")

@@ -23,10 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tf_serving_platform.loadtest.options import LocustfileOptions
+from tf_serving_platform.loadtest.stages import SCHEDULE_FILE, Stage
 from tqdm import tqdm
-
-from loadtest.options import LocustfileOptions
-from loadtest.stages import SCHEDULE_FILE, Stage
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 GRACE_S = 120.0

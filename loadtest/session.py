@@ -20,9 +20,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtest import payloads, replay, report, runner, samples, signature, stages, sweep
-from loadtest.options import LocustfileOptions
-from loadtest.slo import Slo, Verdict
+from tf_serving_platform.loadtest import (
+    payloads,
+    replay,
+    report,
+    runner,
+    samples,
+    signature,
+    stages,
+    sweep,
+)
+from tf_serving_platform.loadtest.options import LocustfileOptions
+from tf_serving_platform.loadtest.slo import Slo, Verdict
 
 PROTOCOLS = ("tfserving", "v2")
 
@@ -226,7 +235,7 @@ def execute(test: LoadTest, run: runner.LocustRun,
 
 def write_outputs(test: LoadTest, run: runner.LocustRun, outcome: Outcome) -> list[Path]:
     """Plots, the sweep curve and results.json; returns every file worth naming."""
-    from loadtest import plots
+    from tf_serving_platform.loadtest import plots
 
     analyzed, verdict, out = outcome.report, outcome.verdict, test.out
     files = [out / "locust.html", out / "locust_stats.csv",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.client import ModelRef, RetryPolicy, ServingClientError
-from serving.client.results import ModelMetadata
-from serving.codec import TFDType, resolve
-from serving.errors import ServingError
+from tf_serving_platform.serving.client import ModelRef, RetryPolicy, ServingClientError
+from tf_serving_platform.serving.client.results import ModelMetadata
+from tf_serving_platform.serving.codec import TFDType, resolve
+from tf_serving_platform.serving.errors import ServingError
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 V2_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -62,7 +62,7 @@ def fetch_rest(base_url: str, target: ModelRef, timeout: float = 10) -> list[Inp
     Raises:
         SignatureError: the server is unreachable or answered with an error.
     """
-    from serving.client import RestClient
+    from tf_serving_platform.serving.client import RestClient
 
     url = base_url.rstrip("/") + target.rest_path("/metadata")
     try:
@@ -83,10 +83,10 @@ def fetch_grpc(address: str, target: ModelRef, timeout: float = 10) -> list[Inpu
     Raises:
         SignatureError: the server is unreachable or answered with an error.
     """
-    from serving.tensorflow_protos import protos_only
+    from tf_serving_platform.serving.tensorflow_protos import protos_only
 
     protos_only()  # the gRPC client's imports, without TensorFlow's runtime
-    from serving.client import GrpcClient
+    from tf_serving_platform.serving.client import GrpcClient
 
     try:
         with GrpcClient(address, timeout_s=timeout, retry=NO_RETRY) as client:
@@ -111,14 +111,14 @@ def fetch_v2(rest_url: str | None, grpc_address: str | None, target: ModelRef,
         raise SignatureError("the Open Inference Protocol has no version labels; give a "
                              "version")
     if rest_url:
-        from serving.client import RestClient
+        from tf_serving_platform.serving.client import RestClient
 
         client = RestClient(rest_url, timeout_s=timeout, retry=NO_RETRY, protocol="v2")
     else:
-        from serving.tensorflow_protos import protos_only
+        from tf_serving_platform.serving.tensorflow_protos import protos_only
 
         protos_only()
-        from serving.client import GrpcClient
+        from tf_serving_platform.serving.client import GrpcClient
 
         client = GrpcClient(grpc_address, timeout_s=timeout, retry=NO_RETRY, protocol="v2")
     try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from loadtest.report import LevelReport, Report
-from loadtest.slo import Verdict
-from loadtest.stages import users_text
+from tf_serving_platform.loadtest.report import LevelReport, Report
+from tf_serving_platform.loadtest.slo import Verdict
+from tf_serving_platform.loadtest.stages import users_text
 
 CSV_COLUMNS = ("users", "rps", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "error_rate", "stable",
                "slo_passed")

@@ -25,9 +25,8 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from google.protobuf import text_format
-
-from serving.engine.config_protos import BatchingParameters
-from serving.tables import format_table
+from tf_serving_platform.serving.engine.config_protos import BatchingParameters
+from tf_serving_platform.serving.tables import format_table
 
 DEFAULT_MAX_BATCH_SIZES = (8, 16, 32)
 DEFAULT_TIMEOUTS_US = (0, 1000, 2000, 5000, 10000)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from models.zoo import Head
+from tf_serving_platform.models.zoo import Head
 
 
 def score(head: Head, predicted: np.ndarray, target: np.ndarray) -> float:

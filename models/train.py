@@ -8,11 +8,10 @@ from typing import Any
 
 import keras
 import numpy as np
+from tf_serving_platform.models import evaluation
+from tf_serving_platform.models.data import Arrays, Dataset
+from tf_serving_platform.models.zoo import DEFAULT_SEED, ZooModel
 from tqdm.auto import tqdm
-
-from models import evaluation
-from models.data import Arrays, Dataset
-from models.zoo import DEFAULT_SEED, ZooModel
 
 
 @dataclass

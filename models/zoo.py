@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from models import architectures, data
+from tf_serving_platform.models import architectures, data
 
 DEFAULT_SEED = 1337
 

@@ -36,8 +36,8 @@ quiet() { grep -v -e '^I0000' -e '^E0000' -e '^WARNING: All log messages' -e '^T
 "$BIN/python" - "$GRPC_PORT" 2> >(quiet >&2) <<'PY'
 import sys, grpc, numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from serving import codec
-from models.data import digits_images
+from tf_serving_platform.serving import codec
+from tf_serving_platform.models.data import digits_images
 stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{sys.argv[1]}"))
 images = digits_images().x_test["image"][:5]
 request = predict_pb2.PredictRequest()

@@ -6,7 +6,7 @@ import argparse
 import re
 from collections.abc import Callable
 
-from serving.versions import MAX_VERSION, parse_version
+from tf_serving_platform.serving.versions import MAX_VERSION, parse_version
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -63,7 +63,7 @@ def version_number(minimum: int) -> Callable[[str], int]:
 def int_list(minimum: int) -> Callable[[str], tuple[int, ...]]:
     """``8,32``-style lists of distinct integers >= ``minimum`` (`loadtest.tune.parse_values`)."""
     def parse(text: str) -> tuple[int, ...]:
-        from loadtest.tune import parse_values
+        from tf_serving_platform.loadtest.tune import parse_values
 
         try:
             return parse_values(text, minimum)

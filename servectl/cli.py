@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export.errors import ExportError
-from servectl.commands import (
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.servectl.commands import (
     export_cmd,
     inspect_cmd,
     loadtest_cmd,
@@ -22,7 +22,7 @@ from servectl.commands import (
     tune_cmd,
     up_cmd,
 )
-from servectl.errors import UsageError
+from tf_serving_platform.servectl.errors import UsageError
 
 COMMANDS = (train_cmd, export_cmd, inspect_cmd, serve_cmd, predict_cmd, up_cmd, loadtest_cmd,
             rollout_cmd, tune_cmd)

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+from tf_serving_platform.servectl import command
 
 
 def free_port() -> int:
@@ -69,8 +69,7 @@ class EngineProcess(LoopbackPorts):
 
     def start(self, wait: str | None = "ready", timeout: float = 120) -> EngineProcess:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen([sys.executable, "-m", "servectl.cli", "serve",
-                                         *self.flags], stdout=self._log,
+        self.process = subprocess.Popen(command("serve", *self.flags), stdout=self._log,
                                         stderr=subprocess.STDOUT, env=env)
         if wait:
             try:

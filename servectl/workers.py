@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 
-from serving.engine.restarts import RestartBackoff, describe_exit
+from tf_serving_platform.servectl import command
+from tf_serving_platform.serving.engine.restarts import RestartBackoff, describe_exit
 
 EXIT_START_FAILED = 255
 SUPERVISE_INTERVAL_S = 0.2
@@ -34,8 +35,7 @@ def _worker_argv(argv: list[str]) -> list[str]:
         else:
             kept.append(arg)
     # Each worker is a whole engine in one process unless the command line says otherwise.
-    return [sys.executable, "-m", "servectl.cli", "serve", "--frontend_processes=1", *kept,
-            "--workers=1"]
+    return command("serve", "--frontend_processes=1", *kept, "--workers=1")
 
 
 class _Worker:

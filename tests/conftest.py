@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @cache
 def _trained_source(name: str):
-    from export import sources
+    from tf_serving_platform.export import sources
 
     return sources.resolve(name, progress=False)
 

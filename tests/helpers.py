@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -21,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from servectl.engine_process import EngineProcess
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 Value = TypeVar("Value")
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -41,8 +41,8 @@ NEVER_RETURNS = 2**31 - 1
 
 def run_servectl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real ``servectl`` console entry point in a child process."""
-    return subprocess.run([sys.executable, "-m", "servectl.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @contextlib.contextmanager
@@ -159,8 +159,7 @@ def linear_request(work: int = 0, x: float = 1.0):
     """A gRPC ``PredictRequest`` for ``linear``."""
     import numpy as np
     from tensorflow_serving.apis import predict_pb2
-
-    from serving import codec
+    from tf_serving_platform.serving import codec
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "linear"
@@ -220,8 +219,7 @@ def tensor(values, dtype="float32", typed=False):
     """A ``TensorProto`` of ``values``: ``tensor_content`` unless ``typed`` (the ``*_val``
     fields)."""
     import numpy as np
-
-    from serving import codec
+    from tf_serving_platform.serving import codec
 
     return codec.ndarray_to_tensor_proto(np.asarray(values, dtype), use_tensor_content=not typed)
 

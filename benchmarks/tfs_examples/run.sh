@@ -40,7 +40,7 @@ CLIENT_ENV=(env PYTHONPATH="$SUITE")
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
-free_port() { "$PY" -c 'from servectl.engine_process import free_port; print(free_port())'; }
+free_port() { "$PY" -c 'from tf_serving_platform.servectl.engine_process import free_port; print(free_port())'; }
 
 # serve NAME BASE_PATH GRPC_PORT REST_PORT: start `servectl serve`, wait for /readyz.
 serve() {

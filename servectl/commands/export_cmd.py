@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from export import publish
-from export.variant_names import VARIANTS
-from models import zoo
-from servectl.arguments import fraction, version_number
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.export import publish
+from tf_serving_platform.export.variant_names import VARIANTS
+from tf_serving_platform.models import zoo
+from tf_serving_platform.servectl.arguments import fraction, version_number
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
 
 EXIT_REFUSED = 1
 
@@ -70,7 +70,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
             existing == base and not base.is_dir()):
         raise UsageError(f"cannot write to base path {base}")
     if args.warmup_from is not None:
-        from serving.engine.request_log import log_files
+        from tf_serving_platform.serving.engine.request_log import log_files
 
         if not log_files(args.warmup_from):
             raise UsageError(f"--warmup-from {args.warmup_from}: no request log files there")
@@ -81,13 +81,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _print_report(report) -> None:
     print(f"published {report.model} version {report.version} at {report.path}")
-    from export.pipeline import verification_line
+    from tf_serving_platform.export.pipeline import verification_line
 
     print(f"  {verification_line(report.max_abs_diff)}; warmup: {report.warmup_records} records")
     if report.metrics:
         print("  held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in report.metrics.items()))
     if report.variants:
-        from export.variants import variant_table
+        from tf_serving_platform.export.variants import variant_table
 
         print(variant_table(report.model, report.version, report.variants))
     for row in report.variants:
@@ -98,7 +98,7 @@ def _print_report(report) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
     import_tensorflow()
-    from export import pipeline, sources
+    from tf_serving_platform.export import pipeline, sources
 
     source = sources.resolve(args.source, seed=args.seed, progress=not args.quiet,
                              name=args.name)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from export.publish import staging_dirs
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
-from serving.versions import parse_version
+from tf_serving_platform.export.publish import staging_dirs
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.serving.versions import parse_version
 
 EXAMPLE = """examples:
   servectl inspect models_dir                  # every model under a base path
@@ -38,8 +38,8 @@ def _versions(model_dir: Path) -> list[Path]:
 
 
 def _describe_version(version_dir: Path) -> list[str]:
-    from export import describe, warmup
-    from serving.engine.servable import TFLITE_FILE
+    from tf_serving_platform.export import describe, warmup
+    from tf_serving_platform.serving.engine.servable import TFLITE_FILE
 
     meta = describe.read_metadata(version_dir)
     if (version_dir / TFLITE_FILE).exists():
@@ -86,7 +86,7 @@ def _is_request_log(path: Path) -> bool:
 
 def describe_request_log(path: Path) -> list[str]:
     """Files, records, time span, and the mix of calls, models and signatures."""
-    from serving.engine.request_log import summarize
+    from tf_serving_platform.serving.engine.request_log import summarize
 
     try:
         summary = summarize(path)

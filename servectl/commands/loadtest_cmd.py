@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from servectl.arguments import duration, positive, version_number
-from servectl.errors import UsageError
+from tf_serving_platform.servectl.arguments import duration, positive, version_number
+from tf_serving_platform.servectl.errors import UsageError
 
 EXIT_FAILED = 1
 
@@ -35,7 +35,7 @@ when the generator, not the server, was the bottleneck."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from loadtest.stages import SHAPES
+    from tf_serving_platform.loadtest.stages import SHAPES
 
     p = sub.add_parser("loadtest", help="load-test a model with Locust and judge an SLO",
                        description=__doc__, epilog=EXAMPLE,
@@ -80,8 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def load_test(args: argparse.Namespace):
     """The session the arguments ask for (``loadtest.session.LoadTest``)."""
-    from loadtest.session import LoadTest
-    from loadtest.slo import Slo
+    from tf_serving_platform.loadtest.session import LoadTest
+    from tf_serving_platform.loadtest.slo import Slo
 
     return LoadTest(
         out=args.out, rest=args.rest, grpc=args.grpc, model=args.model, version=args.version,
@@ -94,8 +94,8 @@ def load_test(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadtest import report as reports
-    from loadtest import runner, session
+    from tf_serving_platform.loadtest import report as reports
+    from tf_serving_platform.loadtest import runner, session
 
     test = load_test(args)
     try:

@@ -16,9 +16,8 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from servectl.arguments import positive, version_number
-from servectl.errors import UsageError
+from tf_serving_platform.servectl.arguments import positive, version_number
+from tf_serving_platform.servectl.errors import UsageError
 
 EXIT_SERVER_FAULT = 1
 SERVER_FAULTS = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS)
@@ -93,20 +92,20 @@ def _check_sources(args: argparse.Namespace) -> None:
 
 
 def _client(args: argparse.Namespace):
-    from serving.client.retry import RetryPolicy
+    from tf_serving_platform.serving.client.retry import RetryPolicy
 
     if args.rest:
-        from serving.client.rest import RestClient
+        from tf_serving_platform.serving.client.rest import RestClient
 
         try:
             return RestClient(args.rest, timeout_s=args.timeout, retry=RetryPolicy(),
                               protocol=args.protocol)
         except ValueError as e:
             raise UsageError(f"--rest: {e}") from None
-    from servectl.tensorflow_import import import_tensorflow
+    from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
 
     import_tensorflow()  # the gRPC stubs load TensorFlow's protos; keep its chatter off stderr
-    from serving.client.grpc_client import GrpcClient
+    from tf_serving_platform.serving.client.grpc_client import GrpcClient
 
     try:
         return GrpcClient(args.grpc, timeout_s=args.timeout, retry=RetryPolicy(),
@@ -116,8 +115,8 @@ def _client(args: argparse.Namespace):
 
 
 def _json_inputs(text: str, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
-    from serving import codec
-    from serving.errors import ServingError
+    from tf_serving_platform.serving import codec
+    from tf_serving_platform.serving.errors import ServingError
 
     try:
         doc = json.loads(text)
@@ -234,7 +233,7 @@ def _predict(args: argparse.Namespace, client: Any) -> int:
 
 def format_models(listings: list) -> str:
     """One row per version: model, version, state, its labels (and a failed load's error)."""
-    from serving.tables import format_table
+    from tf_serving_platform.serving.tables import format_table
 
     rows = []
     for model in listings:
@@ -258,7 +257,7 @@ def _list(client: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serving.client.errors import ServingClientError
+    from tf_serving_platform.serving.client.errors import ServingClientError
 
     _check_sources(args)
     try:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from servectl.commands.up_cmd import DEFAULT_STATE
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
-from serving.tables import format_table
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.commands.up_cmd import DEFAULT_STATE
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.serving.tables import format_table
 
 EXAMPLE = """examples:
   servectl rollout digits_cnn --canary 2      # load v2 next to stable, label it canary
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _local(args: argparse.Namespace):
-    from servectl.topology import apply, local
+    from tf_serving_platform.servectl.topology import apply, local
 
     try:
         topology = local.Topology.load(args.state)
@@ -68,7 +68,7 @@ def _local(args: argparse.Namespace):
 
 
 def _stable(args, config, targets: list[str]) -> int:
-    from servectl.topology import apply, rollout
+    from tf_serving_platform.servectl.topology import apply, rollout
 
     current = rollout.labels(config, args.target).get(rollout.STABLE) or args.stable
     if current is None and targets:
@@ -81,7 +81,7 @@ def _stable(args, config, targets: list[str]) -> int:
 
 
 def _plan(args, config, targets, history: dict[str, int]):
-    from servectl.topology import rollout
+    from tf_serving_platform.servectl.topology import rollout
 
     if args.canary is not None:
         return rollout.canary(config, args.target, args.canary, _stable(args, config, targets))
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.auto is not None:
         return _auto(args)
     import_tensorflow()
-    from servectl.topology import apply, rollout
-    from serving.engine import model_config
+    from tf_serving_platform.servectl.topology import apply, rollout
+    from tf_serving_platform.serving.engine import model_config
 
     if args.target == "status":
         return _status(args)
@@ -134,13 +134,12 @@ def _rollout(args: argparse.Namespace, **move) -> int:
     common = ["--state", str(args.state), "--drain-seconds", str(args.drain_seconds)]
     if args.kube:
         common += ["--kube", "--namespace", args.namespace, "--configmap", args.configmap]
-    return subprocess.run([sys.executable, "-m", "servectl.cli", "rollout", args.target, *flags,
-                           *common]).returncode
+    return subprocess.run(command("rollout", args.target, *flags, *common)).returncode
 
 
 def _auto(args: argparse.Namespace) -> int:
     """Canary, then a load test on the ``canary`` label decides: promote or roll back."""
-    from servectl.topology import local
+    from tf_serving_platform.servectl.topology import local
 
     rest = args.rest
     if rest is None:
@@ -150,11 +149,11 @@ def _auto(args: argparse.Namespace) -> int:
             raise UsageError(f"--auto needs --rest URL or a local topology: {e}") from None
     if _rollout(args, canary=args.auto):
         return 1
-    verdict = subprocess.run([
-        sys.executable, "-m", "servectl.cli", "loadtest", "--rest", rest, "--model",
-        args.target, "--label", "canary", "--duration", f"{args.load_seconds}s",
-        "--slo-p99-ms", str(args.slo_p99_ms), "--slo-error-rate", str(args.slo_error_rate),
-        "--out", str(args.state / "auto-loadtest")]).returncode
+    verdict = subprocess.run(command(
+        "loadtest", "--rest", rest, "--model", args.target, "--label", "canary",
+        "--duration", f"{args.load_seconds}s", "--slo-p99-ms", str(args.slo_p99_ms),
+        "--slo-error-rate", str(args.slo_error_rate),
+        "--out", str(args.state / "auto-loadtest"))).returncode
     decision = "promote" if verdict == 0 else "rollback"
     print(f"canary {args.auto}: SLO {'met' if verdict == 0 else 'missed'} -> {decision}",
           flush=True)
@@ -162,8 +161,8 @@ def _auto(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from servectl.topology import apply
-    from serving.engine import model_config
+    from tf_serving_platform.servectl.topology import apply
+    from tf_serving_platform.serving.engine import model_config
 
     target, targets = _local(args)
     config = model_config.read_file(target.config_path)

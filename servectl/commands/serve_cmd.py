@@ -13,8 +13,8 @@ import shutil
 import signal
 import sys
 
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
 
 TFSERVING_BINARY = "tensorflow_model_server"
 
@@ -29,7 +29,7 @@ and grpc.health.v1 on the gRPC port (SERVING under the same condition)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from serving.engine.options import add_flags
+    from tf_serving_platform.serving.engine.options import add_flags
 
     p = sub.add_parser("serve", help="serve models with TensorFlow Serving's REST and gRPC APIs",
                        description=__doc__, epilog=EXAMPLE,
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _tfserving_argv(argv: list[str]) -> list[str]:
     """The command line minus the flags only the embedded engine knows."""
-    from serving.engine.options import ServerOptions
+    from tf_serving_platform.serving.engine.options import ServerOptions
 
     embedded_only = ("--engine", *ServerOptions.embedded_only_flags())
     kept, skip = [], False
@@ -65,7 +65,7 @@ def _stop_while_starting(signum: int, _frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_while_starting)
-    from serving.engine.options import FlagError, options_from_args
+    from tf_serving_platform.serving.engine.options import FlagError, options_from_args
 
     binary = shutil.which(TFSERVING_BINARY)
     if args.engine == "tfserving" and not binary:
@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
         argv = sys.argv[sys.argv.index("serve") + 1:]
         os.execv(binary, [binary, *_tfserving_argv(argv)])
     if options.workers > 1:
-        from servectl.workers import run_workers
+        from tf_serving_platform.servectl.workers import run_workers
 
         return run_workers(options.workers, sys.argv[sys.argv.index("serve") + 1:])
     import_tensorflow(keras=False)  # the engine runs graphs: no Keras (1.5-2 s of start-up)
-    from serving.engine import server, settings
+    from tf_serving_platform.serving.engine import server, settings
 
     try:
         engine_settings = settings.load(options)

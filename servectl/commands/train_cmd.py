@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models import zoo
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.models import zoo
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
 
 EXAMPLE = """examples:
   servectl train digits_cnn                    # -> artifacts/digits_cnn.keras
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UsageError(f"cannot create {output.parent}: {e.strerror}") from None
     import_tensorflow()
-    from models import train
+    from tf_serving_platform.models import train
 
     trained = train.train(spec, seed=args.seed)
     trained.model.save(output)

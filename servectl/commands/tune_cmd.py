@@ -22,8 +22,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from servectl.arguments import duration, int_list, positive
-from servectl.errors import UsageError
+from tf_serving_platform.servectl.arguments import duration, int_list, positive
+from tf_serving_platform.servectl.errors import UsageError
 
 EXIT_NONE_MET = 1
 SECONDS_PER_START = 8.0
@@ -102,8 +102,8 @@ def cores() -> int:
 
 def _model_flags(args: argparse.Namespace) -> list[str]:
     """The engine flags that serve the model, checked now so mistakes fail in a line."""
-    from serving.engine import model_config
-    from serving.errors import ServingError
+    from tf_serving_platform.serving.engine import model_config
+    from tf_serving_platform.serving.errors import ServingError
 
     if args.model_base_path is not None:
         if not args.model_base_path.is_dir():
@@ -124,7 +124,7 @@ def _model_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _grid(args: argparse.Namespace):
-    from loadtest import tune
+    from tf_serving_platform.loadtest import tune
 
     grid = tune.build_grid(args.max_batch_sizes or tune.DEFAULT_MAX_BATCH_SIZES,
                            args.timeouts_us or tune.DEFAULT_TIMEOUTS_US,
@@ -152,8 +152,8 @@ def _check_paths(args: argparse.Namespace) -> Path:
 
 def _load_test(args: argparse.Namespace, engine, out: Path):
     """The load test of one setting: ``servectl loadtest``'s defaults, this command's load."""
-    from loadtest.session import LoadTest
-    from loadtest.slo import Slo
+    from tf_serving_platform.loadtest.session import LoadTest
+    from tf_serving_platform.loadtest.slo import Slo
 
     return LoadTest(out=out, rest=engine.rest_url if args.protocol in ("rest", "both") else None,
                     grpc=engine.grpc_target if args.protocol in ("grpc", "both") else None,
@@ -173,10 +173,10 @@ def _last_line(text: str) -> str:
 
 def _measure(args, flags: list[str], index: int, total: int, setting, run_dir: Path):
     """Starts an engine with ``setting``, load-tests it, stops it: ``(Trial, warning)``."""
-    from loadtest import report as reports
-    from loadtest import runner, session
-    from loadtest.tune import Trial
-    from servectl.engine_process import EngineProcess
+    from tf_serving_platform.loadtest import report as reports
+    from tf_serving_platform.loadtest import runner, session
+    from tf_serving_platform.loadtest.tune import Trial
+    from tf_serving_platform.servectl.engine_process import EngineProcess
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "batching.config"
@@ -226,7 +226,7 @@ def _progress(trial, total: int) -> str:
 
 
 def _header(args, chosen, tried: int, grid: int, csv_path: Path) -> list[str]:
-    from loadtest.slo import Slo
+    from tf_serving_platform.loadtest.slo import Slo
 
     slo = Slo(args.slo_p99_ms, args.slo_error_rate)
     protocol = {"rest": "REST", "grpc": "gRPC", "both": "REST and gRPC"}[args.protocol]
@@ -252,8 +252,8 @@ def _header(args, chosen, tried: int, grid: int, csv_path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadtest import tune
-    from loadtest.slo import Slo
+    from tf_serving_platform.loadtest import tune
+    from tf_serving_platform.loadtest.slo import Slo
 
     if not 0 <= args.slo_error_rate <= 1:
         raise UsageError(f"--slo-error-rate is a fraction in [0, 1]; got {args.slo_error_rate}")

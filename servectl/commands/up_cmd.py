@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from servectl.errors import UsageError
-from servectl.tensorflow_import import import_tensorflow
-from serving.tables import format_table
+from tf_serving_platform.servectl.errors import UsageError
+from tf_serving_platform.servectl.tensorflow_import import import_tensorflow
+from tf_serving_platform.serving.tables import format_table
 
 DEFAULT_STATE = Path(".servectl/up")
 EXAMPLE = """examples:
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from servectl.topology import local
+    from tf_serving_platform.servectl.topology import local
 
     if not args.config.is_file():
         raise UsageError(f"--config {args.config} is not a file")
@@ -68,7 +68,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from servectl.topology import local
+    from tf_serving_platform.servectl.topology import local
 
     try:
         stopped = local.down(args.state)

@@ -14,16 +14,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
-
-from servectl.engine_process import LoopbackPorts, free_port
-from servectl.topology import nginx
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.engine_process import LoopbackPorts, free_port
+from tf_serving_platform.servectl.topology import nginx
 
 CONFIG_DIR = Path("serving/config")
 CONTAINER_MODELS = "/models"
@@ -77,7 +76,7 @@ class Topology:
 
 def local_models_config(source: Path, models_dir: Path) -> str:
     """``models.config`` with base paths under ``/models`` moved to ``models_dir``."""
-    from serving.engine import model_config
+    from tf_serving_platform.serving.engine import model_config
 
     config = model_config.read_file(source)
     for model in config.model_config_list.config:
@@ -97,12 +96,13 @@ def _spawn(name: str, argv: list[str], state: Path) -> Process:
 
 
 def _replica_argv(replica: Replica, config: Path, poll_s: int) -> list[str]:
-    return [sys.executable, "-m", "servectl.cli", "serve", f"--port={replica.grpc_port}",
-            f"--rest_api_port={replica.rest_port}", "--host=127.0.0.1",
-            f"--model_config_file={config}", f"--model_config_file_poll_wait_seconds={poll_s}",
-            "--allow_version_labels_for_unavailable_models",
-            "--enable_batching", f"--batching_parameters_file={CONFIG_DIR / 'batching.config'}",
-            f"--monitoring_config_file={CONFIG_DIR / 'monitoring.config'}"]
+    return command(
+        "serve", f"--port={replica.grpc_port}", f"--rest_api_port={replica.rest_port}",
+        "--host=127.0.0.1", f"--model_config_file={config}",
+        f"--model_config_file_poll_wait_seconds={poll_s}",
+        "--allow_version_labels_for_unavailable_models",
+        "--enable_batching", f"--batching_parameters_file={CONFIG_DIR / 'batching.config'}",
+        f"--monitoring_config_file={CONFIG_DIR / 'monitoring.config'}")
 
 
 PROMETHEUS_CONFIG = """global:

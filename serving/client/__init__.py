@@ -1,6 +1,6 @@
 """Python clients for TensorFlow Serving's REST and gRPC APIs (the embedded engine's too).
 
-    >>> from serving.client import RestClient, GrpcClient
+    >>> from tf_serving_platform.serving.client import RestClient, GrpcClient
     >>> RestClient("http://localhost:8501").predict("half_plus_two", {"x": [1.0]})
     {'y': array([2.5], dtype=float32)}
 
@@ -16,19 +16,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "RestClient": "serving.client.rest",
-    "AsyncRestClient": "serving.client.rest",
-    "GrpcClient": "serving.client.grpc_client",
-    "AsyncGrpcClient": "serving.client.grpc_client",
-    "ServingClientError": "serving.client.errors",
-    "ModelRef": "serving.client.queries",
-    "RetryPolicy": "serving.client.retry",
-    "ClassifyResult": "serving.client.results",
-    "ModelListing": "serving.client.results",
-    "ModelMetadata": "serving.client.results",
-    "ModelVersionStatus": "serving.client.results",
-    "SignatureInfo": "serving.client.results",
-    "TensorSpec": "serving.client.results",
+    "RestClient": "tf_serving_platform.serving.client.rest",
+    "AsyncRestClient": "tf_serving_platform.serving.client.rest",
+    "GrpcClient": "tf_serving_platform.serving.client.grpc_client",
+    "AsyncGrpcClient": "tf_serving_platform.serving.client.grpc_client",
+    "ServingClientError": "tf_serving_platform.serving.client.errors",
+    "ModelRef": "tf_serving_platform.serving.client.queries",
+    "RetryPolicy": "tf_serving_platform.serving.client.retry",
+    "ClassifyResult": "tf_serving_platform.serving.client.results",
+    "ModelListing": "tf_serving_platform.serving.client.results",
+    "ModelMetadata": "tf_serving_platform.serving.client.results",
+    "ModelVersionStatus": "tf_serving_platform.serving.client.results",
+    "SignatureInfo": "tf_serving_platform.serving.client.results",
+    "TensorSpec": "tf_serving_platform.serving.client.results",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,5 +36,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'serving.client' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

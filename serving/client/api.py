@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import numpy as np
-
-from serving.client.core import (
+from tf_serving_platform.serving.client.core import (
     Call,
     CallOptions,
     ClientCore,
@@ -21,14 +20,14 @@ from serving.client.core import (
     PredictOptions,
     VersionOptions,
 )
-from serving.client.queries import Inputs
-from serving.client.results import (
+from tf_serving_platform.serving.client.queries import Inputs
+from tf_serving_platform.serving.client.results import (
     ClassifyResult,
     ModelListing,
     ModelMetadata,
     ModelVersionStatus,
 )
-from serving.client.retry import call_with_retries, call_with_retries_async
+from tf_serving_platform.serving.client.retry import call_with_retries, call_with_retries_async
 
 __all__ = ["AsyncApi", "SyncApi"]
 

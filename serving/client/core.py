@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
-
-from serving.client.errors import client_errors
-from serving.client.queries import Inputs, MetadataCache, ModelRef, PredictQuery, examples_body
-from serving.client.results import ModelListing, ModelMetadata, ModelVersionStatus
-from serving.client.retry import Deadline, RetryPolicy
+from tf_serving_platform.serving.client.errors import client_errors
+from tf_serving_platform.serving.client.queries import (
+    Inputs,
+    MetadataCache,
+    ModelRef,
+    PredictQuery,
+    examples_body,
+)
+from tf_serving_platform.serving.client.results import (
+    ModelListing,
+    ModelMetadata,
+    ModelVersionStatus,
+)
+from tf_serving_platform.serving.client.retry import Deadline, RetryPolicy
 
 __all__ = ["Call", "CallOptions", "ClientCore", "ExamplesOptions", "Plan", "PredictOptions",
            "VersionOptions"]

@@ -13,8 +13,7 @@ from contextlib import contextmanager
 
 import grpc
 import orjson
-
-from serving.errors import HTTP_STATUS, ServingError
+from tf_serving_platform.serving.errors import HTTP_STATUS, ServingError
 
 __all__ = [
     "CODE_FOR_HTTP_STATUS",

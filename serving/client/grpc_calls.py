@@ -22,18 +22,17 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
-
-from serving import codec
-from serving.client.core import Call, RpcRequest
-from serving.client.errors import ServingClientError, client_errors
-from serving.client.queries import ModelRef, PredictQuery, invalid
-from serving.client.results import (
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.client.core import Call, RpcRequest
+from tf_serving_platform.serving.client.errors import ServingClientError, client_errors
+from tf_serving_platform.serving.client.queries import ModelRef, PredictQuery, invalid
+from tf_serving_platform.serving.client.results import (
     ModelMetadata,
     classify_result,
     metadata_from_json,
     status_from_json,
 )
-from serving.codec.examples import decode_examples_json
+from tf_serving_platform.serving.codec.examples import decode_examples_json
 
 __all__ = ["GrpcCalls", "RpcRequest", "model_spec"]
 

@@ -18,14 +18,13 @@ from typing import Any
 import grpc
 import grpc.aio
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-
-from serving.client.api import AsyncApi, SyncApi
-from serving.client.core import DEFAULT_TIMEOUT_S, Call
-from serving.client.errors import ServingClientError
-from serving.client.grpc_calls import GrpcCalls, RpcRequest
-from serving.client.retry import RetryPolicy
-from serving.client.tracing import grpc_metadata
-from serving.client.v2_calls import V2GrpcCalls
+from tf_serving_platform.serving.client.api import AsyncApi, SyncApi
+from tf_serving_platform.serving.client.core import DEFAULT_TIMEOUT_S, Call
+from tf_serving_platform.serving.client.errors import ServingClientError
+from tf_serving_platform.serving.client.grpc_calls import GrpcCalls, RpcRequest
+from tf_serving_platform.serving.client.retry import RetryPolicy
+from tf_serving_platform.serving.client.tracing import grpc_metadata
+from tf_serving_platform.serving.client.v2_calls import V2GrpcCalls
 
 __all__ = ["AsyncGrpcClient", "GrpcClient", "channel_target"]
 

@@ -17,11 +17,10 @@ from urllib.parse import quote
 import grpc
 import numpy as np
 import orjson
-
-from serving import codec
-from serving.client.errors import ServingClientError
-from serving.client.results import ModelMetadata, SignatureInfo, TensorSpec
-from serving.errors import ServingError
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.client.errors import ServingClientError
+from tf_serving_platform.serving.client.results import ModelMetadata, SignatureInfo, TensorSpec
+from tf_serving_platform.serving.errors import ServingError
 
 __all__ = ["MetadataCache", "ModelRef", "PredictQuery", "examples_body"]
 

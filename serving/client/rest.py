@@ -15,14 +15,13 @@ from typing import Any
 import aiohttp
 import grpc
 import urllib3
-
-from serving.client.api import AsyncApi, SyncApi
-from serving.client.core import DEFAULT_TIMEOUT_S, Call
-from serving.client.errors import ServingClientError
-from serving.client.rest_calls import HttpRequest, RestCalls
-from serving.client.retry import RetryPolicy
-from serving.client.tracing import inject_headers
-from serving.client.v2_calls import V2RestCalls
+from tf_serving_platform.serving.client.api import AsyncApi, SyncApi
+from tf_serving_platform.serving.client.core import DEFAULT_TIMEOUT_S, Call
+from tf_serving_platform.serving.client.errors import ServingClientError
+from tf_serving_platform.serving.client.rest_calls import HttpRequest, RestCalls
+from tf_serving_platform.serving.client.retry import RetryPolicy
+from tf_serving_platform.serving.client.tracing import inject_headers
+from tf_serving_platform.serving.client.v2_calls import V2RestCalls
 
 __all__ = ["AsyncRestClient", "RestClient", "ssl_context"]
 

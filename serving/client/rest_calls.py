@@ -21,12 +21,11 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
-
-from serving import codec
-from serving.client.core import Call
-from serving.client.errors import ServingClientError, error_from_http
-from serving.client.queries import ModelRef, PredictQuery, invalid
-from serving.client.results import (
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.client.core import Call
+from tf_serving_platform.serving.client.errors import ServingClientError, error_from_http
+from tf_serving_platform.serving.client.queries import ModelRef, PredictQuery, invalid
+from tf_serving_platform.serving.client.results import (
     ModelMetadata,
     SignatureInfo,
     classify_result,
@@ -34,8 +33,8 @@ from serving.client.results import (
     models_from_json,
     status_from_json,
 )
-from serving.codec.values import json_to_array
-from serving.errors import ServingError
+from tf_serving_platform.serving.codec.values import json_to_array
+from tf_serving_platform.serving.errors import ServingError
 
 __all__ = ["HttpRequest", "RestCalls", "predict_body"]
 

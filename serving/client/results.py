@@ -13,9 +13,8 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from serving.client.errors import ServingClientError
-from serving.codec.dtypes import resolve
+from tf_serving_platform.serving.client.errors import ServingClientError
+from tf_serving_platform.serving.codec.dtypes import resolve
 
 __all__ = [
     "ClassifyResult",

@@ -16,21 +16,20 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
-
-from serving.client.core import Call, RpcRequest
-from serving.client.errors import ServingClientError
-from serving.client.queries import ModelRef, PredictQuery, invalid
-from serving.client.rest_calls import HttpRequest, read_json
-from serving.client.results import (
+from tf_serving_platform.serving.client.core import Call, RpcRequest
+from tf_serving_platform.serving.client.errors import ServingClientError
+from tf_serving_platform.serving.client.queries import ModelRef, PredictQuery, invalid
+from tf_serving_platform.serving.client.rest_calls import HttpRequest, read_json
+from tf_serving_platform.serving.client.results import (
     ModelListing,
     ModelMetadata,
     ModelVersionStatus,
     SignatureInfo,
     TensorSpec,
 )
-from serving.codec import v2 as codec_v2
-from serving.codec.dtypes import BY_NAME
-from serving.errors import ServingError
+from tf_serving_platform.serving.codec import v2 as codec_v2
+from tf_serving_platform.serving.codec.dtypes import BY_NAME
+from tf_serving_platform.serving.errors import ServingError
 
 __all__ = ["V2GrpcCalls", "V2RestCalls"]
 

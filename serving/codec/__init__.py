@@ -29,8 +29,15 @@ Typical REST round trip:
 
 from __future__ import annotations
 
-from serving.codec.dtypes import BY_ENUM, BY_NAME, BY_NUMPY, TFDType, dtype_of_array, resolve
-from serving.codec.json_decode import (
+from tf_serving_platform.serving.codec.dtypes import (
+    BY_ENUM,
+    BY_NAME,
+    BY_NUMPY,
+    TFDType,
+    dtype_of_array,
+    resolve,
+)
+from tf_serving_platform.serving.codec.json_decode import (
     PredictJsonRequest,
     bind_inputs,
     decode_dense_predict_json,
@@ -38,10 +45,14 @@ from serving.codec.json_decode import (
     decode_predict_json,
     parse_predict_json,
 )
-from serving.codec.json_encode import encode_predict_json, tf_float32_values
-from serving.codec.json_parse import parse_json_object
-from serving.codec.proto import declared_nbytes, ndarray_to_tensor_proto, tensor_proto_to_ndarray
-from serving.codec.values import coerce_to_dtype, format_decimal
+from tf_serving_platform.serving.codec.json_encode import encode_predict_json, tf_float32_values
+from tf_serving_platform.serving.codec.json_parse import parse_json_object
+from tf_serving_platform.serving.codec.proto import (
+    declared_nbytes,
+    ndarray_to_tensor_proto,
+    tensor_proto_to_ndarray,
+)
+from tf_serving_platform.serving.codec.values import coerce_to_dtype, format_decimal
 
 __all__ = [
     "BY_ENUM",

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from serving.codec.json_encode import tf_float32_values
-from serving.codec.json_parse import json_value_error, parse_json_object
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.codec.json_encode import tf_float32_values
+from tf_serving_platform.serving.codec.json_parse import json_value_error, parse_json_object
+from tf_serving_platform.serving.errors import invalid_argument
 
 INT64_MAX = 2**63 - 1
 _KINDS = {int: "int64", bool: "int64", float: "float", str: "bytes", bytes: "bytes"}

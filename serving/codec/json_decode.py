@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from serving.codec.json_dense import parse_dense_object
-from serving.codec.json_parse import json_value_error, parse_json_object
-from serving.codec.values import coerce_to_dtype, element_error, json_to_array, render_json
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving.codec.json_dense import parse_dense_object
+from tf_serving_platform.serving.codec.json_parse import json_value_error, parse_json_object
+from tf_serving_platform.serving.codec.values import (
+    coerce_to_dtype,
+    element_error,
+    json_to_array,
+    render_json,
+)
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 __all__ = [
     "PredictJsonRequest",

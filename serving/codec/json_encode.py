@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from serving.codec.dtypes import BY_NUMPY, DT_STRING
-from serving.codec.values import map_objects
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.codec.dtypes import BY_NUMPY, DT_STRING
+from tf_serving_platform.serving.codec.values import map_objects
+from tf_serving_platform.serving.errors import invalid_argument
 
 __all__ = ["encode_predict_json", "tf_float32_values"]
 

@@ -17,10 +17,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-
-from serving.codec.dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
-from serving.codec.values import map_objects
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.codec.dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
+from tf_serving_platform.serving.codec.values import map_objects
+from tf_serving_platform.serving.errors import invalid_argument
 
 __all__ = ["MAX_FILLED_BYTES", "MAX_TENSOR_BYTES", "declared_nbytes", "ndarray_to_tensor_proto",
            "tensor_proto_to_ndarray"]

@@ -13,8 +13,7 @@ import struct
 from typing import Any
 
 import numpy as np
-
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.errors import invalid_argument
 
 DATATYPES: dict[str, str] = {
     "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",

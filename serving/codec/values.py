@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from serving.codec.dtypes import DT_STRING, TFDType, resolve
-from serving.errors import ServingError, invalid_argument, unimplemented
+from tf_serving_platform.serving.codec.dtypes import DT_STRING, TFDType, resolve
+from tf_serving_platform.serving.errors import ServingError, invalid_argument, unimplemented
 
 __all__ = ["coerce_to_dtype", "element_error", "format_decimal", "json_to_array", "render_json"]
 

@@ -38,13 +38,12 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-
-from serving.engine import request_context
-from serving.engine.metrics import Metrics
-from serving.engine.servable import Servable
-from serving.engine.tracing import OFF, Tracing, wall_ns
-from serving.engine.watchdog import ModelRuns, Stall
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving.engine import request_context
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.servable import Servable
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing, wall_ns
+from tf_serving_platform.serving.engine.watchdog import ModelRuns, Stall
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 log = logging.getLogger(__name__)
 

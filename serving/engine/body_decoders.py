@@ -25,12 +25,11 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import grpc
-
-from serving import codec
-from serving.codec.json_decode import PredictJsonRequest
-from serving.engine import memory
-from serving.engine.cpus import usable_cpus
-from serving.errors import ServingError
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.codec.json_decode import PredictJsonRequest
+from tf_serving_platform.serving.engine import memory
+from tf_serving_platform.serving.engine.cpus import usable_cpus
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,13 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-
-from serving.engine import model_config
-from serving.engine.manager import Manager
-from serving.engine.model_config import ModelServerConfig
-from serving.engine.request_log import RequestLogs
-from serving.engine.source import FileSystemSource
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import model_config
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.model_config import ModelServerConfig
+from tf_serving_platform.serving.engine.request_log import RequestLogs
+from tf_serving_platform.serving.engine.source import FileSystemSource
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 

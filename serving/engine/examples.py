@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from tensorflow_serving.apis import input_pb2
-
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.errors import invalid_argument
 
 
 def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:

@@ -14,15 +14,14 @@ import contextlib
 from dataclasses import dataclass
 
 import grpc
-
-from serving.engine import grpc_api, rest, tls
-from serving.engine.body_decoders import BodyDecoders
-from serving.engine.config_protos import SSLConfig
-from serving.engine.connections import ConnectionLimits, default_max_connections
-from serving.engine.ledger import Ledger
-from serving.engine.options import ServerOptions
-from serving.engine.request_memory import RequestMemory, budget_bytes
-from serving.engine.tracing import OFF, Tracing
+from tf_serving_platform.serving.engine import grpc_api, rest, tls
+from tf_serving_platform.serving.engine.body_decoders import BodyDecoders
+from tf_serving_platform.serving.engine.config_protos import SSLConfig
+from tf_serving_platform.serving.engine.connections import ConnectionLimits, default_max_connections
+from tf_serving_platform.serving.engine.ledger import Ledger
+from tf_serving_platform.serving.engine.options import ServerOptions
+from tf_serving_platform.serving.engine.request_memory import RequestMemory, budget_bytes
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing
 
 HEALTH_INTERVAL_S = 0.25
 

@@ -21,18 +21,18 @@ import signal
 import sys
 from pathlib import Path
 
-from serving.tensorflow_protos import protos_only
+from tf_serving_platform.serving.tensorflow_protos import protos_only
 
 log = logging.getLogger("serving")
 SETTINGS_TIMEOUT_S = 30.0
 
 
 async def serve(socket_path: str, index: int) -> int:
-    from serving.engine import log_format
-    from serving.engine.front_ends import FrontEnds, Listeners
-    from serving.engine.ledger import Ledger, ledger_path
-    from serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
-    from serving.engine.tracing import Tracing
+    from tf_serving_platform.serving.engine import log_format
+    from tf_serving_platform.serving.engine.front_ends import FrontEnds, Listeners
+    from tf_serving_platform.serving.engine.ledger import Ledger, ledger_path
+    from tf_serving_platform.serving.engine.remote import ModelProcess, RemoteReloads, RemoteService
+    from tf_serving_platform.serving.engine.tracing import Tracing
 
     loop = asyncio.get_running_loop()
     model = ModelProcess()

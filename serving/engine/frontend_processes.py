@@ -24,9 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from serving.engine.ledger import Ledger, ledger_path
-from serving.engine.model_host import ModelHost
-from serving.engine.restarts import RestartBackoff, describe_exit
+from tf_serving_platform.serving.engine.ledger import Ledger, ledger_path
+from tf_serving_platform.serving.engine.model_host import ModelHost
+from tf_serving_platform.serving.engine.restarts import RestartBackoff, describe_exit
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0
@@ -90,8 +90,8 @@ class FrontEndProcesses:
 
     async def _spawn(self, index: int) -> _Child:
         process = self._processes[index] = _Child(subprocess.Popen(
-            [sys.executable, "-m", "serving.engine.frontend_process", self.socket_path,
-             str(index)], stdin=subprocess.DEVNULL, close_fds=False))
+            [sys.executable, "-m", "tf_serving_platform.serving.engine.frontend_process",
+             self.socket_path, str(index)], stdin=subprocess.DEVNULL, close_fds=False))
         return process
 
     async def start(self) -> None:

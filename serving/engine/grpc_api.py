@@ -32,19 +32,18 @@ from tensorflow_serving.apis import (
     prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
-
-from serving import codec
-from serving.engine import request_context, responses
-from serving.engine.calls import ModelSpec, PredictCall
-from serving.engine.request_context import REQUEST_ID_KEY
-from serving.engine.request_memory import RequestMemory
-from serving.engine.tracing import OFF, Tracing
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine import request_context, responses
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
+from tf_serving_platform.serving.engine.request_context import REQUEST_ID_KEY
+from tf_serving_platform.serving.engine.request_memory import RequestMemory
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
-    from serving.engine.health import Health
-    from serving.engine.reloads import ReloadGate
-    from serving.engine.service import PredictionService
+    from tf_serving_platform.serving.engine.health import Health
+    from tf_serving_platform.serving.engine.reloads import ReloadGate
+    from tf_serving_platform.serving.engine.service import PredictionService
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 2**31 - 1
@@ -362,7 +361,7 @@ def build_server(service: PredictionService, reloads: ReloadGate, health_reporte
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME)
     if v2_health is not None:
-        from serving.engine import grpc_v2
+        from tf_serving_platform.serving.engine import grpc_v2
 
         grpc_v2.add_to_server(server, service, v2_health, memory, tracing)
         names += (grpc_v2.SERVICE_NAME,)

@@ -15,17 +15,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+from tf_serving_platform.serving.codec import v2 as codec_v2
+from tf_serving_platform.serving.engine import v2
+from tf_serving_platform.serving.engine.grpc_api import _abort_on_error, _deadline
+from tf_serving_platform.serving.engine.request_memory import RequestMemory
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from serving.codec import v2 as codec_v2
-from serving.engine import v2
-from serving.engine.grpc_api import _abort_on_error, _deadline
-from serving.engine.request_memory import RequestMemory
-from serving.engine.tracing import OFF, Tracing
-from serving.errors import ServingError, invalid_argument
-
 if TYPE_CHECKING:
-    from serving.engine.health import Health
+    from tf_serving_platform.serving.engine.health import Health
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 NO_REPOSITORY_CONTROL = ("models load from their base paths as the model config and its "

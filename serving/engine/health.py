@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from serving.engine.watchdog import Watchdog
+from tf_serving_platform.serving.engine.watchdog import Watchdog
 
 
 class Health:

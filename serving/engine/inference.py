@@ -16,13 +16,12 @@ import numpy as np
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import prediction_log_pb2
-
-from serving import codec
-from serving.engine.calls import ModelSpec
-from serving.engine.examples import serialized_examples
-from serving.engine.servable import Servable
-from serving.engine.signature import DEFAULT_SIGNATURE
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.calls import ModelSpec
+from tf_serving_platform.serving.engine.examples import serialized_examples
+from tf_serving_platform.serving.engine.servable import Servable
+from tf_serving_platform.serving.engine.signature import DEFAULT_SIGNATURE
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"

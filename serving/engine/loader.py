@@ -7,13 +7,17 @@ import time
 from pathlib import Path
 
 import tensorflow as tf
-
-from serving.engine import inference, warmup
-from serving.engine.manager import Loader
-from serving.engine.metrics import Metrics
-from serving.engine.options import ServerOptions
-from serving.engine.servable import TFLITE_FILE, Servable, load_saved_model, load_tflite
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import inference, warmup
+from tf_serving_platform.serving.engine.manager import Loader
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.options import ServerOptions
+from tf_serving_platform.serving.engine.servable import (
+    TFLITE_FILE,
+    Servable,
+    load_saved_model,
+    load_tflite,
+)
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
-
-from serving.engine import request_context
+from tf_serving_platform.serving.engine import request_context
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
-
-from serving.engine import memory
-from serving.engine.policy import State, VersionView, next_action
-from serving.engine.servable import Servable
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import memory
+from tf_serving_platform.serving.engine.policy import State, VersionView, next_action
+from tf_serving_platform.serving.engine.servable import Servable
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 Loader = Callable[[str, int, Path], Servable]

@@ -17,16 +17,15 @@ from collections import defaultdict
 
 import grpc
 from prometheus_client import Gauge
-
-from serving.engine import request_context
-from serving.engine.frames import FrameChannel
-from serving.engine.front_ends import FrontEndSettings
-from serving.engine.health import Health
-from serving.engine.metrics import UNKNOWN_MODEL, Metrics
-from serving.engine.reloads import ReloadGate
-from serving.engine.request_context import RequestContext
-from serving.engine.service import PredictionService
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import request_context
+from tf_serving_platform.serving.engine.frames import FrameChannel
+from tf_serving_platform.serving.engine.front_ends import FrontEndSettings
+from tf_serving_platform.serving.engine.health import Health
+from tf_serving_platform.serving.engine.metrics import UNKNOWN_MODEL, Metrics
+from tf_serving_platform.serving.engine.reloads import ReloadGate
+from tf_serving_platform.serving.engine.request_context import RequestContext
+from tf_serving_platform.serving.engine.service import PredictionService
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 1.0

@@ -15,7 +15,7 @@ import os
 import textwrap
 from dataclasses import dataclass, fields
 
-from serving.engine import log_format, model_config, tracing
+from tf_serving_platform.serving.engine import log_format, model_config, tracing
 
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
 

@@ -21,10 +21,9 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
     regression_pb2,
 )
-
-from serving import codec
-from serving.engine import responses
-from serving.engine.calls import ModelSpec, PredictResult, Served
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine import responses
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictResult, Served
 
 
 def _spec(spec: ModelSpec) -> model_pb2.ModelSpec:

@@ -22,10 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-
-from serving.engine.core import ServerCore
-from serving.engine.model_config import ModelServerConfig
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine.core import ServerCore
+from tf_serving_platform.serving.engine.model_config import ModelServerConfig
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 RUNNING, WAITING = 2, 4

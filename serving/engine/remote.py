@@ -16,12 +16,11 @@ from typing import Any
 
 import grpc
 from prometheus_client.metrics import MetricWrapperBase
-
-from serving.engine import request_context
-from serving.engine.calls import ModelSpec, PredictCall
-from serving.engine.frames import FrameChannel
-from serving.engine.metrics import Metrics
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import request_context
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
+from tf_serving_platform.serving.engine.frames import FrameChannel
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.errors import ServingError
 
 MODEL_PROCESS_GONE = "The model process of this server is gone; retry"
 

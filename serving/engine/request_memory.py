@@ -23,11 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
-
-from serving.engine import memory
-from serving.engine.ledger import Ledger
-from serving.engine.metrics import Metrics
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import memory
+from tf_serving_platform.serving.engine.ledger import Ledger
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
     status_pb2,
 )
-
-from serving import codec
-from serving.engine.calls import (
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.calls import (
     ClassifyResult,
     ModelListing,
     PredictResult,

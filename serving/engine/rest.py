@@ -37,21 +37,20 @@ from urllib.parse import unquote
 import grpc
 import orjson
 from aiohttp import http_exceptions, web
-
-from serving import codec
-from serving.codec import examples as codec_examples
-from serving.engine import body_decoders, request_context, responses, rest_v2
-from serving.engine.body_decoders import BodyDecoders
-from serving.engine.calls import ModelSpec, PredictCall, Served
-from serving.engine.connections import BoundedSite, ConnectionLimits
-from serving.engine.request_context import REQUEST_ID_KEY
-from serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
-from serving.engine.tracing import OFF, Tracing
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.codec import examples as codec_examples
+from tf_serving_platform.serving.engine import body_decoders, request_context, responses, rest_v2
+from tf_serving_platform.serving.engine.body_decoders import BodyDecoders
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall, Served
+from tf_serving_platform.serving.engine.connections import BoundedSite, ConnectionLimits
+from tf_serving_platform.serving.engine.request_context import REQUEST_ID_KEY
+from tf_serving_platform.serving.engine.request_memory import JSON_PARSE_FACTOR, RequestMemory
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/remote.py)
-    from serving.engine.health import Health
-    from serving.engine.service import PredictionService
+    from tf_serving_platform.serving.engine.health import Health
+    from tf_serving_platform.serving.engine.service import PredictionService
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
-
-from serving.codec import v2 as codec_v2
-from serving.engine import v2
-from serving.engine.calls import Served
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.codec import v2 as codec_v2
+from tf_serving_platform.serving.engine import v2
+from tf_serving_platform.serving.engine.calls import Served
+from tf_serving_platform.serving.errors import invalid_argument
 
 if TYPE_CHECKING:
-    from serving.engine.health import Health
+    from tf_serving_platform.serving.engine.health import Health
 
 MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer))?")
 HEADER_LENGTH = "Inference-Header-Content-Length"

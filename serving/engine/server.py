@@ -21,27 +21,34 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 import uvloop
-
-from serving.engine import log_format, memory
-from serving.engine.batcher import BatchScheduler
-from serving.engine.core import ConfigFilePoller, ServerCore
-from serving.engine.cpus import usable_cpus
-from serving.engine.front_ends import HEALTH_INTERVAL_S, FrontEnds, FrontEndSettings, Listeners
-from serving.engine.frontend_processes import FrontEndProcesses, FrontEndStartError
-from serving.engine.health import Health
-from serving.engine.loader import make_loader
-from serving.engine.manager import Manager
-from serving.engine.metrics import Metrics
-from serving.engine.model_host import ModelHost
-from serving.engine.options import ServerOptions
-from serving.engine.reloads import ReloadGate
-from serving.engine.request_log import RequestLogs
-from serving.engine.service import PredictionService
-from serving.engine.settings import EngineSettings
-from serving.engine.source import FileSystemSource
-from serving.engine.tracing import Tracing
-from serving.engine.watchdog import ModelRuns, Watchdog
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine import log_format, memory
+from tf_serving_platform.serving.engine.batcher import BatchScheduler
+from tf_serving_platform.serving.engine.core import ConfigFilePoller, ServerCore
+from tf_serving_platform.serving.engine.cpus import usable_cpus
+from tf_serving_platform.serving.engine.front_ends import (
+    HEALTH_INTERVAL_S,
+    FrontEnds,
+    FrontEndSettings,
+    Listeners,
+)
+from tf_serving_platform.serving.engine.frontend_processes import (
+    FrontEndProcesses,
+    FrontEndStartError,
+)
+from tf_serving_platform.serving.engine.health import Health
+from tf_serving_platform.serving.engine.loader import make_loader
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.model_host import ModelHost
+from tf_serving_platform.serving.engine.options import ServerOptions
+from tf_serving_platform.serving.engine.reloads import ReloadGate
+from tf_serving_platform.serving.engine.request_log import RequestLogs
+from tf_serving_platform.serving.engine.service import PredictionService
+from tf_serving_platform.serving.engine.settings import EngineSettings
+from tf_serving_platform.serving.engine.source import FileSystemSource
+from tf_serving_platform.serving.engine.tracing import Tracing
+from tf_serving_platform.serving.engine.watchdog import ModelRuns, Watchdog
+from tf_serving_platform.serving.errors import ServingError
 
 log = logging.getLogger("serving")
 EXIT_START_FAILED = 255

@@ -18,11 +18,10 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis.prediction_log_pb2 import PredictionLog
-
-from serving import codec
-from serving.engine import inference, prediction_logs, request_context
-from serving.engine.batcher import BatchScheduler
-from serving.engine.calls import (
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine import inference, prediction_logs, request_context
+from tf_serving_platform.serving.engine.batcher import BatchScheduler
+from tf_serving_platform.serving.engine.calls import (
     ClassifyResult,
     ModelListing,
     ModelSpec,
@@ -32,15 +31,19 @@ from serving.engine.calls import (
     Served,
     VersionStatus,
 )
-from serving.engine.examples import serialized_examples
-from serving.engine.manager import Manager
-from serving.engine.metrics import Metrics
-from serving.engine.request_log import RequestLogs
-from serving.engine.servable import Servable
-from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD, SignatureInfo
-from serving.engine.tracing import OFF, Tracing
-from serving.engine.watchdog import ModelRuns
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving.engine.examples import serialized_examples
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.request_log import RequestLogs
+from tf_serving_platform.serving.engine.servable import Servable
+from tf_serving_platform.serving.engine.signature import (
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    SignatureInfo,
+)
+from tf_serving_platform.serving.engine.tracing import OFF, Tracing
+from tf_serving_platform.serving.engine.watchdog import ModelRuns
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 Inputs = dict[str, np.ndarray]
 PREDICT_METHODS = (PREDICT_METHOD, inference.CLASSIFY_METHOD, inference.REGRESS_METHOD)

@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from serving.engine import model_config, tls
-from serving.engine.batcher import BatchingOptions
-from serving.engine.config_protos import (
+from tf_serving_platform.serving.engine import model_config, tls
+from tf_serving_platform.serving.engine.batcher import BatchingOptions
+from tf_serving_platform.serving.engine.config_protos import (
     BatchingParameters,
     ConfigFileError,
     MonitoringConfig,
     SSLConfig,
     read_text_proto,
 )
-from serving.engine.options import ServerOptions
+from tf_serving_platform.serving.engine.options import ServerOptions
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 

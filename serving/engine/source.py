@@ -15,10 +15,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.engine import policy
-from serving.engine.model_config import ModelServerConfig
-from serving.engine.servable import SAVED_MODEL_FILE, SESSION_BUNDLE_FILE, TFLITE_FILE
-from serving.versions import MAX_VERSION, looks_like_a_version, parse_version
+from tf_serving_platform.serving.engine import policy
+from tf_serving_platform.serving.engine.model_config import ModelServerConfig
+from tf_serving_platform.serving.engine.servable import (
+    SAVED_MODEL_FILE,
+    SESSION_BUNDLE_FILE,
+    TFLITE_FILE,
+)
+from tf_serving_platform.serving.versions import MAX_VERSION, looks_like_a_version, parse_version
 
 log = logging.getLogger(__name__)
 

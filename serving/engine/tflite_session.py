@@ -23,9 +23,8 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.lite.python import schema_py_generated as schema
-
-from serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD
-from serving.errors import invalid_argument
+from tf_serving_platform.serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD
+from tf_serving_platform.serving.errors import invalid_argument
 
 SIGNATURE_DEFS_METADATA = "signature_defs_metadata"
 FILE_IDENTIFIER = b"TFL3"

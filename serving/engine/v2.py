@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from importlib import metadata as package_metadata
 
 import grpc
-
-from serving.codec import v2 as codec_v2
-from serving.codec.dtypes import BY_ENUM
-from serving.engine.calls import ModelSpec, PredictCall, PredictResult
-from serving.engine.signature import DEFAULT_SIGNATURE
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving.codec import v2 as codec_v2
+from tf_serving_platform.serving.codec.dtypes import BY_ENUM
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall, PredictResult
+from tf_serving_platform.serving.engine.signature import DEFAULT_SIGNATURE
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 API = "ModelInfer"
 PLATFORM = "tensorflow_savedmodel"

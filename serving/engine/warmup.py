@@ -14,9 +14,8 @@ from pathlib import Path
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
-
-from serving.engine.servable import op_error_message
-from serving.errors import ServingError, invalid_argument
+from tf_serving_platform.serving.engine.servable import op_error_message
+from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000

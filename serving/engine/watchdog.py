@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 COMPONENTS = ("model_run", "batch_queue", "thread")

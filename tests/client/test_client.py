@@ -24,10 +24,9 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
-
-from servectl.commands.predict_cmd import image_input
-from servectl.engine_process import EngineProcess, free_port
-from serving.client import (
+from tf_serving_platform.servectl.commands.predict_cmd import image_input
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
+from tf_serving_platform.serving.client import (
     AsyncGrpcClient,
     AsyncRestClient,
     GrpcClient,
@@ -37,7 +36,8 @@ from serving.client import (
     ServingClientError,
     TensorSpec,
 )
-from serving.client.grpc_client import channel_target
+from tf_serving_platform.serving.client.grpc_client import channel_target
+
 from tests.helpers import models_config, run_servectl
 from tests.model_builders import save_linear
 

@@ -18,9 +18,14 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2
-
-from serving import codec
-from serving.errors import HTTP_STATUS, ServingError, http_status, invalid_argument, unimplemented
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.errors import (
+    HTTP_STATUS,
+    ServingError,
+    http_status,
+    invalid_argument,
+    unimplemented,
+)
 
 C = grpc.StatusCode
 F32, F64 = np.float32, np.float64

@@ -17,15 +17,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from serving.codec.json_decode import (
+from tf_serving_platform.serving.codec.json_decode import (
     decode_dense_predict_json,
     decode_predict_document,
     decode_predict_json,
     parse_predict_json,
 )
-from serving.codec.json_dense import MIN_ARRAY_BYTES
-from serving.errors import ServingError
+from tf_serving_platform.serving.codec.json_dense import MIN_ARRAY_BYTES
+from tf_serving_platform.serving.errors import ServingError
 
 RNG = np.random.default_rng(7)
 IMAGE = RNG.random((1, 32, 32, 3)).astype(np.float32)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from serving.codec import v2 as codec_v2
-from serving.errors import ServingError
+from tf_serving_platform.serving.codec import v2 as codec_v2
+from tf_serving_platform.serving.errors import ServingError
 
 ARRAYS = {
     "BOOL": np.array([[True, False]]), "UINT8": np.array([[0, 255]], np.uint8),

@@ -25,12 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
-
-from serving import codec
-from serving.codec.dtypes import BY_ENUM
-from serving.codec.examples import decode_examples_json
-from serving.codec.proto import MAX_TENSOR_BYTES
-from serving.errors import ServingError
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.codec.dtypes import BY_ENUM
+from tf_serving_platform.serving.codec.examples import decode_examples_json
+from tf_serving_platform.serving.codec.proto import MAX_TENSOR_BYTES
+from tf_serving_platform.serving.errors import ServingError
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

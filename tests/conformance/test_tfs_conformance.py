@@ -51,8 +51,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
-from servectl.engine_process import EngineProcess
 from tests.helpers import (
     DEADLINE,
     grpc_stubs,

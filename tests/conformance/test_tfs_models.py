@@ -19,8 +19,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_serving.config import model_server_config_pb2
+from tf_serving_platform.servectl.commands.inspect_cmd import describe_model
 
-from servectl.commands.inspect_cmd import describe_model
 from tests import tfs_models as tfs_models_lib
 
 ANY, NO_SHAPE = "unknown rank", "no shape recorded"

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
-from servectl.topology.nginx import render
+from tf_serving_platform.servectl.topology.nginx import render
 
 ROOT = Path(__file__).resolve().parents[2]
+IMPORT_PACKAGE = "tf_serving_platform"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVING_CONFIG = ROOT / "serving" / "config"
 K8S = ROOT / "k8s"
@@ -423,15 +423,20 @@ def _module_imports(path: Path) -> set[str]:
 
 
 def _project_module(name: str) -> Path | None:
-    path = ROOT.joinpath(*name.split("."))
+    """The checkout's file of ``tf_serving_platform.<folder>...`` (the layout's folders under
+    the one import package), or None for a module of another distribution."""
+    top, _, rest = name.partition(".")
+    if top != IMPORT_PACKAGE or not rest:
+        return None
+    path = ROOT.joinpath(*rest.split("."))
     if path.with_suffix(".py").is_file():
         return path.with_suffix(".py")
     return path / "__init__.py" if (path / "__init__.py").is_file() else None
 
 
 def _locustfile_imports(locustfile: Path) -> tuple[set[str], set[str]]:
-    """Top-level names of the project packages and of the third-party modules the locustfile
-    needs, following project modules it imports at module level."""
+    """The project folders (``loadtest``, ``serving``) and the top-level third-party modules
+    the locustfile needs, following project modules it imports at module level."""
     project, third_party, seen, todo = set(), set(), set(), [locustfile]
     while todo:
         path = todo.pop()
@@ -444,9 +449,9 @@ def _locustfile_imports(locustfile: Path) -> tuple[set[str], set[str]]:
                 continue
             module = _project_module(name)
             if module is not None:
-                project.add(top)
+                project.add(name.split(".")[1])
                 todo.append(module)
-            elif _project_module(top) is None:
+            elif top != IMPORT_PACKAGE:
                 third_party.add(top)
     return project, third_party
 
@@ -464,9 +469,10 @@ def test_locust_image_runs_the_locustfile(compose):
     # The locustfile's project packages are mounted on the container's PYTHONPATH.
     project, third_party = _locustfile_imports(locustfile)
     pythonpath = locust["environment"]["PYTHONPATH"].split(":")
-    for package in project:
-        assert any(_host_path(locust, f"{d}/{package}") == ROOT / package for d in pythonpath), \
-            f"the locustfile imports {package}, which is not mounted on PYTHONPATH"
+    for folder in project:
+        assert any(_host_path(locust, f"{d}/{IMPORT_PACKAGE}/{folder}") == ROOT / folder
+                   for d in pythonpath), \
+            f"the locustfile imports {IMPORT_PACKAGE}.{folder}, which is not mounted on PYTHONPATH"
     # Its third-party imports are Locust's own dependencies or installed by the Dockerfile.
     dockerfile = _dockerfile(locust)
     (base,) = _base_images(dockerfile)

@@ -18,9 +18,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.options import ServerOptions
 
-from servectl.engine_process import EngineProcess
-from serving.engine.options import ServerOptions
 from tests.helpers import KUBERNETES_VERSIONS
 
 ROOT = Path(__file__).resolve().parents[2]

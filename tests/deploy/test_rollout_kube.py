@@ -9,9 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 from google.protobuf import text_format
-
-from servectl.topology import rollout
-from servectl.topology.apply import KubeConfigMap
+from tf_serving_platform.servectl.topology import rollout
+from tf_serving_platform.servectl.topology.apply import KubeConfigMap
 
 CONFIG = """model_config_list { config { name: "m" base_path: "/models/m"
   model_platform: "tensorflow" model_version_policy { specific { versions: 1 } }

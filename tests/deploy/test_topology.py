@@ -7,18 +7,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import numpy as np
 import pytest
+from tf_serving_platform.loadtest import samples
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.topology import local
 
 from benchmarks.loadgen import Endpoint, predict_path, run_level
 from benchmarks.run import payloads
-from loadtest import samples
-from servectl.topology import local
 from tests.helpers import metric, run_servectl, wait_until
 from tests.model_builders import save_linear
 
@@ -79,12 +79,11 @@ def test_rollouts_under_locust_load_lose_no_request(topology, tmp_path):
     model goes canary -> promote -> rollback: no request may fail. The load runs until the
     rollouts are done, however long a busy machine makes them (Ctrl-C ends it, reported)."""
     np.savez(tmp_path / "rows.npz", x=np.ones(16, np.float32), work=np.zeros(16, np.int32))
-    locust = subprocess.Popen([
-        sys.executable, "-m", "servectl.cli", "loadtest", "--model", "linear",
-        "--rest", f"http://127.0.0.1:{topology.rest_port}",
+    locust = subprocess.Popen(command(
+        "loadtest", "--model", "linear", "--rest", f"http://127.0.0.1:{topology.rest_port}",
         "--grpc", f"127.0.0.1:{topology.grpc_port}", "--users", "8", "--duration", "900s",
         "--payload-npz", str(tmp_path / "rows.npz"), "--slo-error-rate", "0",
-        "--out", str(tmp_path / "load")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        "--out", str(tmp_path / "load")), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True)
     try:
         wait_until(lambda: served(topology) >= 100, timeout=120)  # Locust's users are running

@@ -10,8 +10,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from serving.engine.batcher import (
+from tf_serving_platform.serving.engine.batcher import (
     QUEUE_FULL,
     BatchingOptions,
     BatchScheduler,
@@ -21,10 +20,11 @@ from serving.engine.batcher import (
     pad_to_shape,
     split,
 )
-from serving.engine.metrics import Metrics
-from serving.engine.servable import load_saved_model
-from serving.engine.watchdog import ModelRuns
-from serving.errors import ServingError
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.engine.watchdog import ModelRuns
+from tf_serving_platform.serving.errors import ServingError
+
 from tests.helpers import wait_until
 from tests.model_builders import save_linear
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 
-from serving.engine.body_decoders import DENSE_INLINE_BYTES, OFF_LOOP_BYTES, BodyDecoders
+from tf_serving_platform.serving.engine.body_decoders import (
+    DENSE_INLINE_BYTES,
+    OFF_LOOP_BYTES,
+    BodyDecoders,
+)
 
 
 def _pid(body: bytes) -> int:

@@ -8,14 +8,14 @@ import grpc
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from tf_serving_platform.serving.engine.core import ServerCore
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.model_config import ModelServerConfig
+from tf_serving_platform.serving.engine.policy import State
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.engine.source import FileSystemSource
+from tf_serving_platform.serving.errors import ServingError
 
-from serving.engine.core import ServerCore
-from serving.engine.manager import Manager
-from serving.engine.model_config import ModelServerConfig
-from serving.engine.policy import State
-from serving.engine.servable import load_saved_model
-from serving.engine.source import FileSystemSource
-from serving.errors import ServingError
 from tests.helpers import models_config, wait_until
 from tests.model_builders import save_linear
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tf_serving_platform.export.tflite import convert
+from tf_serving_platform.servectl.engine_process import EngineProcess, children
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.servable import TFLITE_FILE
 
-from export.tflite import convert
-from servectl.engine_process import EngineProcess, children
-from serving import codec
-from serving.engine.servable import TFLITE_FILE
 from tests.helpers import run_servectl, wait_until
 from tests.model_builders import save_module
 
@@ -140,7 +140,7 @@ def test_engine_auto_execs_tensorflow_model_server_with_the_same_flags(tmp_path)
 def test_session_runner_answers_like_the_tf2_function(test_models, model, inputs, output):
     """The engine runs signatures in a session by tensor name (TensorFlow Serving's way); on
     inputs of the declared shapes it must agree with the TF2 concrete function."""
-    from serving.engine.servable import load_saved_model
+    from tf_serving_platform.serving.engine.servable import load_saved_model
 
     path = test_models[model] / "1"
     servable = load_saved_model(model, 1, path, {"serve"}, tf.compat.v1.ConfigProto())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tf_serving_platform.serving import codec
 
-from serving import codec
 from tests.helpers import http_json
 
 

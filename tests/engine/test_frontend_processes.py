@@ -28,11 +28,11 @@ import grpc
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tf_serving_platform.servectl.engine_process import EngineProcess, children
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.cpus import usable_cpus
+from tf_serving_platform.serving.engine.frames import FrameChannel
 
-from servectl.engine_process import EngineProcess, children
-from serving import codec
-from serving.engine.cpus import usable_cpus
-from serving.engine.frames import FrameChannel
 from tests.helpers import metric, models_config, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 

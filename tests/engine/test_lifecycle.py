@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
-from servectl.engine_process import EngineProcess
 from tests.helpers import (
     http_json,
     linear_predict,

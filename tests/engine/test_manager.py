@@ -10,11 +10,11 @@ from pathlib import Path
 import grpc
 import pytest
 import tensorflow as tf
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.policy import State
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.errors import ServingError
 
-from serving.engine.manager import Manager
-from serving.engine.policy import State
-from serving.engine.servable import load_saved_model
-from serving.errors import ServingError
 from tests.helpers import wait_until
 from tests.model_builders import save_linear
 

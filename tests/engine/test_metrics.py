@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
+from tf_serving_platform.serving import codec
 
-from servectl.engine_process import EngineProcess, free_port
-from serving import codec
 from tests.helpers import serving
 
 METRICS_PATH = "/monitoring/prometheus/metrics"

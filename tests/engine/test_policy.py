@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import text_format
-
-from serving.engine.policy import (
+from tf_serving_platform.serving.engine.policy import (
     Action,
     State,
     VersionPolicy,

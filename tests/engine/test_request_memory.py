@@ -19,13 +19,17 @@ import numpy as np
 import orjson
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.request_memory import (
+    JSON_PARSE_FACTOR,
+    TRIM_AFTER_BYTES,
+    RequestMemory,
+)
+from tf_serving_platform.serving.errors import ServingError
 
 from benchmarks.lifecycle import memory_bytes
-from servectl.engine_process import EngineProcess
-from serving import codec
-from serving.engine.metrics import Metrics
-from serving.engine.request_memory import JSON_PARSE_FACTOR, TRIM_AFTER_BYTES, RequestMemory
-from serving.errors import ServingError
 from tests.helpers import metric, monitoring_flag, wait_until
 from tests.model_builders import save_linear
 
@@ -156,7 +160,7 @@ def test_reservations_add_up_against_the_budget():
 def test_processes_sharing_a_ledger_share_one_budget(tmp_path):
     """Two slots of one ledger file, opened as two front ends would: what one holds counts
     against the other; a slot cleared (its process died) gives its bytes back."""
-    from serving.engine.ledger import Ledger
+    from tf_serving_platform.serving.engine.ledger import Ledger
 
     engine = Ledger.create(tmp_path / "ledger", slots=3, slot=2)
     first, second = (Ledger(tmp_path / "ledger", slots=3, slot=i) for i in (0, 1))

@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
-
-from serving.engine import warmup
-from serving.engine.servable import (
+from tf_serving_platform.serving.engine import warmup
+from tf_serving_platform.serving.engine.servable import (
     IMPORT_CHUNK_NODES,
     GraphSession,
     _node_chunks,
     op_error_message,
 )
-from serving.errors import ServingError
+from tf_serving_platform.serving.errors import ServingError
 
 KERNEL_MESSAGE = "Incompatible shapes: [3] vs. [2]"
 

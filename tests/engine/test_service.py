@@ -12,14 +12,14 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
+from tf_serving_platform.serving.engine.manager import Manager
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.engine.service import PredictionService
+from tf_serving_platform.serving.engine.watchdog import ModelRuns
+from tf_serving_platform.serving.errors import ServingError
 
-from serving.engine.calls import ModelSpec, PredictCall
-from serving.engine.manager import Manager
-from serving.engine.metrics import Metrics
-from serving.engine.servable import load_saved_model
-from serving.engine.service import PredictionService
-from serving.engine.watchdog import ModelRuns
-from serving.errors import ServingError
 from tests.helpers import wait_until
 from tests.model_builders import save_linear
 

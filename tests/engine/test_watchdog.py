@@ -9,10 +9,10 @@ import time
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.watchdog import ModelRuns, Stall, Watchdog
 
-from servectl.engine_process import EngineProcess
-from serving.engine.metrics import Metrics
-from serving.engine.watchdog import ModelRuns, Stall, Watchdog
 from tests.helpers import (
     NEVER_RETURNS,
     http_json,

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from export import describe, pipeline, publish, warmup
-from export.examples import serialize
-from export.verify import load_as_served, run_signature
-from models import zoo
+from tf_serving_platform.export import describe, pipeline, publish, warmup
+from tf_serving_platform.export.examples import serialize
+from tf_serving_platform.export.verify import load_as_served, run_signature
+from tf_serving_platform.models import zoo
 
 
 @pytest.fixture(scope="module")

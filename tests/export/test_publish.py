@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-
-from export import pipeline, publish
-from export.errors import VersionExistsError
+from tf_serving_platform.export import pipeline, publish
+from tf_serving_platform.export.errors import VersionExistsError
+from tf_serving_platform.servectl import command
 
 REQUIRED = ("saved_model.pb", "variables/variables.index",
             "assets.extra/tf_serving_warmup_requests", "assets.extra/export_metadata.json")
@@ -36,8 +35,8 @@ def test_a_polling_reader_never_sees_a_partial_version(tmp_path):
     reader.start()
     try:
         for _ in range(2):
-            subprocess.run([sys.executable, "-m", "servectl.cli", "export", "digits_mlp",
-                            "--base-path", str(tmp_path), "--quiet"], check=True,
+            subprocess.run(command("export", "digits_mlp", "--base-path", str(tmp_path),
+                                   "--quiet"), check=True,
                            capture_output=True, timeout=300)
     finally:
         stop.set()

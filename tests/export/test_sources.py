@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-
-from export import describe, pipeline, sources
-from export.verify import load_as_served, run_signature
+from tf_serving_platform.export import describe, pipeline, sources
+from tf_serving_platform.export.verify import load_as_served, run_signature
 
 
 def test_keras3_file_of_a_zoo_model_gets_zoo_data_and_signatures(zoo_source, tmp_path):

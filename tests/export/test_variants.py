@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from export import describe, pipeline, publish
-from export.tflite import TfliteRunner
-from export.variants import relative_drop
-from models import evaluation, zoo
-from serving.engine.servable import TFLITE_FILE
-from serving.engine.tflite_session import embedded_signature_defs
+from tf_serving_platform.export import describe, pipeline, publish
+from tf_serving_platform.export.tflite import TfliteRunner
+from tf_serving_platform.export.variants import relative_drop
+from tf_serving_platform.models import evaluation, zoo
+from tf_serving_platform.serving.engine.servable import TFLITE_FILE
+from tf_serving_platform.serving.engine.tflite_session import embedded_signature_defs
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +97,8 @@ def test_a_published_version_never_changes_after_the_rename(cnn_export, capsys):
     """Everything a version holds, the variant table included, is written before it is
     published (a polling server may already be loading it); what ``servectl export`` prints
     afterwards touches nothing."""
-    from export.variants import TABLE_FILE, variant_table
-    from servectl.commands.export_cmd import _print_report
+    from tf_serving_platform.export.variants import TABLE_FILE, variant_table
+    from tf_serving_platform.servectl.commands.export_cmd import _print_report
 
     _, report = cnn_export
     published = _files(report.path)

@@ -31,11 +31,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.grpc_api import _abort_on_error
+from tf_serving_platform.serving.engine.tracing import OFF
+from tf_serving_platform.serving.errors import ServingError
 
-from servectl.engine_process import EngineProcess
-from serving.engine.grpc_api import _abort_on_error
-from serving.engine.tracing import OFF
-from serving.errors import ServingError
 from tests.helpers import (
     DEADLINE,
     grpc_stubs,

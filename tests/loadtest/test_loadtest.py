@@ -13,17 +13,17 @@ import re
 
 import numpy as np
 import pytest
+from tf_serving_platform.loadtest import payloads, samples, stages, stats, sweep
+from tf_serving_platform.loadtest.options import LocustfileOptions, add_arguments
+from tf_serving_platform.loadtest.report import Generator, LevelReport, Measured
+from tf_serving_platform.loadtest.samples import ProcessUsage, Recorder
+from tf_serving_platform.loadtest.session import LoadTest, LoadTestError, plan
+from tf_serving_platform.loadtest.signature import InputSpec
+from tf_serving_platform.loadtest.slo import Slo, Verdict, judge
+from tf_serving_platform.servectl.arguments import duration
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.client import ModelRef
 
-from loadtest import payloads, samples, stages, stats, sweep
-from loadtest.options import LocustfileOptions, add_arguments
-from loadtest.report import Generator, LevelReport, Measured
-from loadtest.samples import ProcessUsage, Recorder
-from loadtest.session import LoadTest, LoadTestError, plan
-from loadtest.signature import InputSpec
-from loadtest.slo import Slo, Verdict, judge
-from servectl.arguments import duration
-from serving import codec
-from serving.client import ModelRef
 from tests.helpers import run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"

@@ -6,11 +6,11 @@ import csv
 import math
 
 import pytest
+from tf_serving_platform.loadtest import tune
+from tf_serving_platform.loadtest.tune import Setting, Trial
+from tf_serving_platform.servectl.cli import main
+from tf_serving_platform.serving.engine.config_protos import BatchingParameters, read_text_proto
 
-from loadtest import tune
-from loadtest.tune import Setting, Trial
-from servectl.cli import main
-from serving.engine.config_protos import BatchingParameters, read_text_proto
 from tests.helpers import models_config, run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -61,7 +61,7 @@ def test_chosen_setting_meets_the_slo_with_the_highest_throughput(tuned):
 
 
 def test_written_file_is_plain_batching_parameters_the_engine_accepts(tuned):
-    from serving.engine.batcher import BatchingOptions
+    from tf_serving_platform.serving.engine.batcher import BatchingOptions
 
     _, out = tuned
     best = next(r for r in read_rows(out / "tune.csv") if r["chosen"] == "True")
@@ -215,7 +215,7 @@ def test_table_and_csv_mark_the_chosen_setting(tmp_path):
 
 
 def test_config_text_round_trips_through_the_engines_reader(tmp_path):
-    from serving.engine.batcher import BatchingOptions
+    from tf_serving_platform.serving.engine.batcher import BatchingOptions
 
     setting = Setting(max_batch_size=32, batch_timeout_micros=1000, max_enqueued_batches=2,
                       num_batch_threads=2)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from models import evaluation, zoo
+from tf_serving_platform.models import evaluation, zoo
 
 # Held-out bounds well past a model that learned nothing: chance is 0.10 for digits and 0.25
 # for the four topics; predicting the training mean gives a diabetes MAE of 63.6.
@@ -42,7 +41,7 @@ def test_inputs_are_in_natural_form(zoo_source):
 
 
 def test_training_is_reproducible():
-    from models import train
+    from tf_serving_platform.models import train
 
     spec = zoo.get("digits_mlp")
     first, second = train.train(spec, progress=False), train.train(spec, progress=False)

@@ -19,9 +19,9 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving import codec
 
-from servectl.engine_process import EngineProcess
-from serving import codec
 from tests.helpers import models_config, serving, wait_until
 
 HPT = "half_plus_two"

@@ -13,10 +13,15 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
+from tf_serving_platform.serving.engine import request_log
+from tf_serving_platform.serving.engine.request_log import (
+    RequestLogs,
+    log_files,
+    read_logs,
+    summarize,
+)
+from tf_serving_platform.serving.errors import ServingError
 
-from serving.engine import request_log
-from serving.engine.request_log import RequestLogs, log_files, read_logs, summarize
-from serving.errors import ServingError
 from tests.helpers import wait_until
 
 

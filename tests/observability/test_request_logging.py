@@ -23,10 +23,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving import codec
+from tf_serving_platform.serving.engine.request_log import read_logs
 
-from servectl.engine_process import EngineProcess
-from serving import codec
-from serving.engine.request_log import read_logs
 from tests.helpers import metric, models_config, monitoring_flag, serving, wait_until
 
 HPT = "half_plus_two"
@@ -170,7 +170,7 @@ def second_engine(test_models):
 
 def test_logged_traffic_replayed_against_a_second_engine_answers_the_same(
         logged, traffic, second_engine):
-    from loadtest import replay
+    from tf_serving_platform.loadtest import replay
 
     logs = traffic
     replayed = replay.load(logged.prefix)
@@ -211,7 +211,8 @@ def test_servectl_loadtest_replays_the_log_over_both_wires(logged, traffic, seco
 
 
 def test_servectl_export_takes_its_warmup_from_the_log(logged, traffic, test_models, tmp_path):
-    from export.warmup import read_warmup
+    from tf_serving_platform.export.warmup import read_warmup
+
     from tests.helpers import run_servectl
 
     result = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),

@@ -47,9 +47,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.errors import http_status
 
-from servectl.engine_process import EngineProcess
-from serving.errors import http_status
 from tests.helpers import models_config, wait_until, write_report
 
 CORPUS = Path(__file__).parent / "bad_inputs"

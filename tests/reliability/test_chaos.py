@@ -20,7 +20,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -31,8 +30,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
-from servectl.engine_process import EngineProcess
 from tests.helpers import linear_request, metric, monitoring_flag, wait_until, write_report
 from tests.model_builders import save_linear
 
@@ -344,9 +344,9 @@ def test_wrk_stopped_in_the_middle_of_a_run(chaos, tmp_path, stop):
 def test_locust_stopped_in_the_middle_of_a_run(chaos, tmp_path, stop):
     """``servectl loadtest`` (Locust users on REST and gRPC) stopped mid-run."""
     engine = chaos.engine
-    argv = [sys.executable, "-m", "servectl.cli", "loadtest", "--model", "linear",
-            "--rest", engine.rest_url, "--grpc", engine.grpc_target, "--users", "16",
-            "--duration", "60s", "--out", str(tmp_path / "locust")]
+    argv = command("loadtest", "--model", "linear",
+                   "--rest", engine.rest_url, "--grpc", engine.grpc_target, "--users", "16",
+                   "--duration", "60s", "--out", str(tmp_path / "locust"))
     before = abandoned(engine)
     _run_tool(argv, engine, stop)
     assert_recovered(chaos, f"Locust (REST + gRPC) stopped: {stop.name}",

@@ -10,8 +10,8 @@ import threading
 import time
 
 import pytest
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
-from servectl.engine_process import EngineProcess
 from tests.helpers import (
     http_json,
     linear_predict,

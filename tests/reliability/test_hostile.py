@@ -24,15 +24,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import text_format
+from tf_serving_platform.export import pipeline, publish
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.config_protos import SSLConfig
+from tf_serving_platform.serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
+from tf_serving_platform.serving.engine.policy import State
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.versions import MAX_VERSION
 
-from export import pipeline, publish
-from export.errors import ExportError
-from servectl.engine_process import EngineProcess
-from serving.engine.config_protos import SSLConfig
-from serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
-from serving.engine.policy import State
-from serving.engine.servable import load_saved_model
-from serving.versions import MAX_VERSION
 from tests.helpers import (
     NEVER_RETURNS,
     http_json,

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
-from servectl.engine_process import EngineProcess
 from tests.helpers import serving, write_report
 from tests.model_builders import save_linear
 

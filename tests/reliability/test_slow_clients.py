@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 
-from servectl.engine_process import EngineProcess, free_port
 from tests.helpers import http_json, linear_predict, linear_statuses, wait_until
 from tests.model_builders import save_linear
 

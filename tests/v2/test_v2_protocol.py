@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tf_serving_platform.export import pipeline
+from tf_serving_platform.export.verify import load_as_served, run_signature
+from tf_serving_platform.servectl.engine_process import EngineProcess
 from tritonclient.utils import InferenceServerException
 
-from export import pipeline
-from export.verify import load_as_served, run_signature
-from servectl.engine_process import EngineProcess
 from tests.helpers import metric, models_config, monitoring_flag
 
 MODELS = ("digits_mlp", "digits_cnn", "text_classifier", "wide_deep")
@@ -230,7 +230,7 @@ def test_v2_and_tensorflow_serving_calls_merge_into_one_batch(v2_engine, tmp_pat
 
 @pytest.mark.parametrize("wire", ["rest", "grpc"])
 def test_the_projects_clients_speak_v2(v2_engine, wire):
-    from serving.client import GrpcClient, RestClient, ServingClientError
+    from tf_serving_platform.serving.client import GrpcClient, RestClient, ServingClientError
 
     make = (lambda: RestClient(v2_engine.rest_url, protocol="v2")) if wire == "rest" else \
         (lambda: GrpcClient(v2_engine.grpc_target, protocol="v2"))
