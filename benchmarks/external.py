@@ -24,9 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tf_serving_platform.servectl.engine_process import children
-
 from benchmarks import lifecycle
+from tf_serving_platform.servectl.engine_process import children
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 WRK_SCRIPT = """wrk.method = "POST"

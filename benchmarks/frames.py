@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import uvloop
+
 from tf_serving_platform.serving.engine.frames import FrameChannel, dumps
 
 SHAPES = {"MLP example (1x64)": (1, 64), "CNN image (1x28x28x1)": (1, 28, 28, 1),

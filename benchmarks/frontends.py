@@ -20,14 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tf_serving_platform.serving.engine.cpus import usable_cpus
-from tf_serving_platform.serving.tables import format_table
-
 from benchmarks import external, noop_server
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import predict_path
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
+from tf_serving_platform.serving.engine.cpus import usable_cpus
+from tf_serving_platform.serving.tables import format_table
 
 MAX_BATCH = 64
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.serving.engine.servable import load_saved_model
 
 BATCH_SIZES = (1, 8, 32, 64, 128, 256)

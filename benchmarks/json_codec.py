@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from tf_serving_platform.serving.codec.json_decode import (
     decode_predict_document,
     decode_predict_json,

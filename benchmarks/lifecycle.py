@@ -87,6 +87,7 @@ def export_zoo(name: str, base: Path, predict_warmup_only: bool = True) -> Path:
 def _keep_predict_records(version: Path) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
+
     from tf_serving_platform.serving.engine.warmup import WARMUP_PATH
 
     path = version / WARMUP_PATH

@@ -44,6 +44,7 @@ def predict_payload(name: str, base_path: Path) -> bytes:
     each input's dtype, unknown dimensions 1)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
+
     from tf_serving_platform.serving import codec
     from tf_serving_platform.serving.engine.servable import read_signature_defs
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 from tf_serving_platform.loadtest.signature import PREDICT_METHOD
 
 JSON = {"Content-Type": "application/json"}

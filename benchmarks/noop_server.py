@@ -16,6 +16,7 @@ import sys
 import grpc
 import uvloop
 from aiohttp import web
+
 from tf_serving_platform.servectl.engine_process import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"

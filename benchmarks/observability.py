@@ -25,12 +25,12 @@ from pathlib import Path
 from statistics import median
 
 from tensorflow_serving.apis import prediction_log_pb2
-from tf_serving_platform.serving.tables import format_table
 
 from benchmarks import external, frontends
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
+from tf_serving_platform.serving.tables import format_table
 
 SETTINGS = ("off", "request log 1.0", "tracing", "tracing 1%", "both")
 SAMPLED_1_PERCENT = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
@@ -147,6 +147,7 @@ def micro(endpoint: str) -> dict[str, float]:
     record (rate 1.0; the writer's work is not on the request path), a request's spans with
     tracing off, and one span with tracing on."""
     from tensorflow_serving.config import model_server_config_pb2
+
     from tf_serving_platform.serving.engine.request_log import RequestLogs
     from tf_serving_platform.serving.engine.tracing import Tracing
 

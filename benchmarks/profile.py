@@ -22,11 +22,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tf_serving_platform.serving.tables import format_table
-
 from benchmarks import external
 from benchmarks.loadgen import predict_path
 from benchmarks.run import export, payloads, start_engine
+from tf_serving_platform.serving.tables import format_table
 
 SAMPLES_PER_S = 250
 

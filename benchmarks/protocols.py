@@ -22,21 +22,22 @@ from statistics import median
 
 import numpy as np
 import orjson
-from tf_serving_platform.serving.client import ModelRef
-from tf_serving_platform.serving.tables import format_table
 
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.loadgen import Endpoint, run_level
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
+from tf_serving_platform.serving.client import ModelRef
+from tf_serving_platform.serving.tables import format_table
 
 V2_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def v2_bodies(model: str, example: dict[str, np.ndarray]) -> dict[str, tuple]:
     """``{name: (body, headers)}`` of the three V2 encodings of one example."""
-    from tf_serving_platform.serving.codec import v2 as codec_v2
     from tritonclient.grpc import service_pb2
+
+    from tf_serving_platform.serving.codec import v2 as codec_v2
 
     tensors = [(alias, codec_v2.datatype_of(array), list(array.shape), array)
                for alias, array in sorted(example.items())]

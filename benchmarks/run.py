@@ -25,13 +25,13 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
-from tf_serving_platform.serving.tables import format_table
 
 from benchmarks import noop_server
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import Endpoint, LevelResult, predict_path, run_level
 from benchmarks.plotting import pyplot
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
+from tf_serving_platform.serving.tables import format_table
 
 MODES = ("grpc+batching", "grpc", "rest+batching", "rest", "flask", "noop-grpc", "noop-rest")
 BATCHING = """max_batch_size {{ value: {size} }}
@@ -44,6 +44,7 @@ num_batch_threads {{ value: {threads} }}
 def payloads(model: str, example: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
     """The same single example as a gRPC PredictRequest and a REST row-format body."""
     from tensorflow_serving.apis import predict_pb2
+
     from tf_serving_platform.serving import codec
 
     request = predict_pb2.PredictRequest()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.serving.engine.servable import load_saved_model
 
 MODELS = {"digits_mlp": ("pixels", (64,), np.float32),

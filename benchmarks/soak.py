@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from benchmarks import lifecycle
 from benchmarks.loadgen import PREDICT_METHOD, predict_path
 from benchmarks.plotting import pyplot
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 MODEL = "soak"
 RATE = 80.0
@@ -139,6 +139,7 @@ OUTCOMES = {"good": "ok", "bad": "refused", "abandoned": "abandoned"}
 def export_model(base: Path) -> Path:
     """Write version 1 of the soak model (with warmup records) under ``base/soak``."""
     import tensorflow as tf
+
     from tf_serving_platform.export.warmup import write_warmup
 
     class SoakModel(tf.Module):
@@ -423,6 +424,7 @@ class Client:
 
 def _grpc_y(answer: bytes) -> float | None:
     from tensorflow_serving.apis import predict_pb2
+
     from tf_serving_platform.serving import codec
 
     values = codec.tensor_proto_to_ndarray(predict_pb2.PredictResponse.FromString(answer)

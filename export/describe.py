@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
 from tf_serving_platform.serving.engine.signature import declared_shape
 from tf_serving_platform.serving.engine.tflite_session import TfLiteSession
 

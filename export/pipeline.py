@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
 from tf_serving_platform.export import describe, publish, savedmodel, warmup
 from tf_serving_platform.export.errors import ExportError, VersionExistsError
 from tf_serving_platform.export.signatures import PREDICT_KEY

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.export.errors import ExportError
 from tf_serving_platform.export.sources import ExportSource
 from tf_serving_platform.models import train, zoo

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.export import signatures, verify
 from tf_serving_platform.export.errors import ExportError
 from tf_serving_platform.export.sources import ExportSource, random_inputs

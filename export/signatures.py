@@ -19,6 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
+
 from tf_serving_platform.models.zoo import Head
 
 PREDICT_KEY = "serving_default"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.export.errors import ExportError
 from tf_serving_platform.models import evaluation, train, zoo
 from tf_serving_platform.models.data import Arrays, Dataset

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.export.signatures import PREDICT_KEY
 from tf_serving_platform.export.verify import run_signature
 from tf_serving_platform.models.data import Arrays

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from tf_serving_platform.export import qat, tflite
 from tf_serving_platform.export.errors import ExportError
 from tf_serving_platform.export.savedmodel import directory_bytes, write_keras_saved_model

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.export.errors import ExportError
 from tf_serving_platform.export.examples import serialize
 from tf_serving_platform.export.signatures import (

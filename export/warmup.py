@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
     regression_pb2,
 )
+
 from tf_serving_platform.export.examples import to_examples
 from tf_serving_platform.export.signatures import CLASSIFY_KEY, PREDICT_KEY, REGRESS_KEY
 from tf_serving_platform.serving.engine import warmup as engine_warmup

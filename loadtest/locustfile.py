@@ -28,6 +28,7 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
+
 from tf_serving_platform.loadtest import payloads, replay, signature, stages
 from tf_serving_platform.loadtest.options import LocustfileOptions, add_arguments
 from tf_serving_platform.loadtest.samples import Recorder

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+
 from tf_serving_platform.loadtest.signature import InputSpec
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client import ModelRef
@@ -114,6 +115,7 @@ def grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
 
     protos_only()
     from tensorflow_serving.apis import predict_pb2
+
     from tf_serving_platform.serving.client.grpc_calls import model_spec
 
     request = predict_pb2.PredictRequest(model_spec=model_spec(target))
@@ -134,8 +136,9 @@ def v2_rest_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
 
 def v2_grpc_body(arrays: dict[str, np.ndarray], target: ModelRef) -> bytes:
     """A serialized ``inference.ModelInferRequest`` (``raw_input_contents``)."""
-    from tf_serving_platform.serving.codec import v2 as codec_v2
     from tritonclient.grpc import service_pb2
+
+    from tf_serving_platform.serving.codec import v2 as codec_v2
 
     request = service_pb2.ModelInferRequest(
         model_name=target.model,

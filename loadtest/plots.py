@@ -18,6 +18,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
 from tf_serving_platform.loadtest.report import LevelReport, Report
 from tf_serving_platform.loadtest.samples import Samples
 from tf_serving_platform.loadtest.slo import Slo

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
 from tf_serving_platform.serving.client import ModelRef
 from tf_serving_platform.serving.errors import ServingError
 from tf_serving_platform.serving.tensorflow_protos import protos_only

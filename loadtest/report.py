@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+
 from tf_serving_platform.loadtest.samples import ProcessUsage, Samples
 from tf_serving_platform.loadtest.slo import Slo, Verdict, judge
 from tf_serving_platform.loadtest.stages import Level

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from tf_serving_platform.loadtest.options import LocustfileOptions
 from tf_serving_platform.loadtest.stages import SCHEDULE_FILE, Stage
-from tqdm import tqdm
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 GRACE_S = 120.0

@@ -25,6 +25,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from google.protobuf import text_format
+
 from tf_serving_platform.serving.engine.config_protos import BatchingParameters
 from tf_serving_platform.serving.tables import format_table
 

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.models.data import Dataset
 
 Model = Any  # a keras.Model or tf_keras.Model

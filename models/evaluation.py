@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from tf_serving_platform.models.zoo import Head
 
 

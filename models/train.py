@@ -8,10 +8,11 @@ from typing import Any
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
+
 from tf_serving_platform.models import evaluation
 from tf_serving_platform.models.data import Arrays, Dataset
 from tf_serving_platform.models.zoo import DEFAULT_SEED, ZooModel
-from tqdm.auto import tqdm
 
 
 @dataclass

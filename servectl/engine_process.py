@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+
 from tf_serving_platform.servectl import command
 
 

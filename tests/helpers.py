@@ -159,6 +159,7 @@ def linear_request(work: int = 0, x: float = 1.0):
     """A gRPC ``PredictRequest`` for ``linear``."""
     import numpy as np
     from tensorflow_serving.apis import predict_pb2
+
     from tf_serving_platform.serving import codec
 
     request = predict_pb2.PredictRequest()
@@ -219,6 +220,7 @@ def tensor(values, dtype="float32", typed=False):
     """A ``TensorProto`` of ``values``: ``tensor_content`` unless ``typed`` (the ``*_val``
     fields)."""
     import numpy as np
+
     from tf_serving_platform.serving import codec
 
     return codec.ndarray_to_tensor_proto(np.asarray(values, dtype), use_tensor_content=not typed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+
 from tf_serving_platform.export.warmup import write_warmup
 
 

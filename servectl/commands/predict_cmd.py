@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+
 from tf_serving_platform.servectl.arguments import positive, version_number
 from tf_serving_platform.servectl.errors import UsageError
 

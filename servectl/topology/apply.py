@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
 )
+
 from tf_serving_platform.servectl.topology.rollout import Config, RolloutError, Step
 
 HISTORY_SUFFIX = ".rollout.json"

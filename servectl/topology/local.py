@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
+
 from tf_serving_platform.servectl import command
 from tf_serving_platform.servectl.engine_process import LoopbackPorts, free_port
 from tf_serving_platform.servectl.topology import nginx

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import numpy as np
+
 from tf_serving_platform.serving.client.core import (
     Call,
     CallOptions,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
+
 from tf_serving_platform.serving.client.errors import client_errors
 from tf_serving_platform.serving.client.queries import (
     Inputs,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import grpc
 import orjson
+
 from tf_serving_platform.serving.errors import HTTP_STATUS, ServingError
 
 __all__ = [

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client.core import Call, RpcRequest
 from tf_serving_platform.serving.client.errors import ServingClientError, client_errors

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import grpc.aio
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
 from tf_serving_platform.serving.client.api import AsyncApi, SyncApi
 from tf_serving_platform.serving.client.core import DEFAULT_TIMEOUT_S, Call
 from tf_serving_platform.serving.client.errors import ServingClientError

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import grpc
 import numpy as np
 import orjson
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client.errors import ServingClientError
 from tf_serving_platform.serving.client.results import ModelMetadata, SignatureInfo, TensorSpec

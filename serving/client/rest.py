@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import grpc
 import urllib3
+
 from tf_serving_platform.serving.client.api import AsyncApi, SyncApi
 from tf_serving_platform.serving.client.core import DEFAULT_TIMEOUT_S, Call
 from tf_serving_platform.serving.client.errors import ServingClientError

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client.core import Call
 from tf_serving_platform.serving.client.errors import ServingClientError, error_from_http

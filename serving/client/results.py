@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+
 from tf_serving_platform.serving.client.errors import ServingClientError
 from tf_serving_platform.serving.codec.dtypes import resolve
 

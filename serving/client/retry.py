@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+
 from tf_serving_platform.serving.client.errors import ServingClientError
 
 __all__ = ["Deadline", "RetryPolicy", "Retrying", "call_with_retries", "call_with_retries_async"]

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 import orjson
+
 from tf_serving_platform.serving.client.core import Call, RpcRequest
 from tf_serving_platform.serving.client.errors import ServingClientError
 from tf_serving_platform.serving.client.queries import ModelRef, PredictQuery, invalid

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.serving.errors import invalid_argument
 
 __all__ = ["BY_ENUM", "BY_NAME", "BY_NUMPY", "DT_STRING", "TFDType", "dtype_of_array", "resolve"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from tf_serving_platform.serving.codec.json_encode import tf_float32_values
 from tf_serving_platform.serving.codec.json_parse import json_value_error, parse_json_object
 from tf_serving_platform.serving.errors import invalid_argument

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from tf_serving_platform.serving.codec.json_dense import parse_dense_object
 from tf_serving_platform.serving.codec.json_parse import json_value_error, parse_json_object
 from tf_serving_platform.serving.codec.values import (

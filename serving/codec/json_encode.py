@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from tf_serving_platform.serving.codec.dtypes import BY_NUMPY, DT_STRING
 from tf_serving_platform.serving.codec.values import map_objects
 from tf_serving_platform.serving.errors import invalid_argument

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import orjson
+
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 __all__ = ["json_value_error", "parse_json_object"]

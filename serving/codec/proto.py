@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.serving.codec.dtypes import BY_ENUM, DT_STRING, TFDType, dtype_of_array
 from tf_serving_platform.serving.codec.values import map_objects
 from tf_serving_platform.serving.errors import invalid_argument

@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.serving.errors import invalid_argument
 
 DATATYPES: dict[str, str] = {

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from tf_serving_platform.serving.codec.dtypes import DT_STRING, TFDType, resolve
 from tf_serving_platform.serving.errors import ServingError, invalid_argument, unimplemented
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
+
 from tf_serving_platform.serving.engine import request_context
 from tf_serving_platform.serving.engine.metrics import Metrics
 from tf_serving_platform.serving.engine.servable import Servable

@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import grpc
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.codec.json_decode import PredictJsonRequest
 from tf_serving_platform.serving.engine import memory

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+
 from tf_serving_platform.serving.engine import model_config
 from tf_serving_platform.serving.engine.manager import Manager
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig

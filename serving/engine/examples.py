@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from tensorflow_serving.apis import input_pb2
+
 from tf_serving_platform.serving.errors import invalid_argument
 
 

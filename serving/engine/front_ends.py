@@ -14,6 +14,7 @@ import contextlib
 from dataclasses import dataclass
 
 import grpc
+
 from tf_serving_platform.serving.engine import grpc_api, rest, tls
 from tf_serving_platform.serving.engine.body_decoders import BodyDecoders
 from tf_serving_platform.serving.engine.config_protos import SSLConfig

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine import request_context, responses
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall

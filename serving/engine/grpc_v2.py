@@ -15,13 +15,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
 from tf_serving_platform.serving.codec import v2 as codec_v2
 from tf_serving_platform.serving.engine import v2
 from tf_serving_platform.serving.engine.grpc_api import _abort_on_error, _deadline
 from tf_serving_platform.serving.engine.request_memory import RequestMemory
 from tf_serving_platform.serving.engine.tracing import OFF, Tracing
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 if TYPE_CHECKING:
     from tf_serving_platform.serving.engine.health import Health

@@ -16,6 +16,7 @@ import numpy as np
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import prediction_log_pb2
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.calls import ModelSpec
 from tf_serving_platform.serving.engine.examples import serialized_examples

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import tensorflow as tf
+
 from tf_serving_platform.serving.engine import inference, warmup
 from tf_serving_platform.serving.engine.manager import Loader
 from tf_serving_platform.serving.engine.metrics import Metrics

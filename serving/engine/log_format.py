@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
+
 from tf_serving_platform.serving.engine import request_context
 
 FORMATS = ("text", "json")

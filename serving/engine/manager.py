@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
+
 from tf_serving_platform.serving.engine import memory
 from tf_serving_platform.serving.engine.policy import State, VersionView, next_action
 from tf_serving_platform.serving.engine.servable import Servable

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
 from tf_serving_platform.serving.errors import ServingError
 
 disable_created_metrics()

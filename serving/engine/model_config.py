@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig

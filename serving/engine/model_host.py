@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import grpc
 from prometheus_client import Gauge
+
 from tf_serving_platform.serving.engine import request_context
 from tf_serving_platform.serving.engine.frames import FrameChannel
 from tf_serving_platform.serving.engine.front_ends import FrontEndSettings

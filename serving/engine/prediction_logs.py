@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
     regression_pb2,
 )
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine import responses
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictResult, Served

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+
 from tf_serving_platform.serving.engine.core import ServerCore
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig
 from tf_serving_platform.serving.errors import ServingError

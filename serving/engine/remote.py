@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from prometheus_client.metrics import MetricWrapperBase
+
 from tf_serving_platform.serving.engine import request_context
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
 from tf_serving_platform.serving.engine.frames import FrameChannel

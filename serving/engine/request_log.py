@@ -38,6 +38,7 @@ from typing import BinaryIO
 from google.protobuf.message import Message
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
+
 from tf_serving_platform.serving import tfrecord
 from tf_serving_platform.serving.errors import invalid_argument
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+
 from tf_serving_platform.serving.engine import memory
 from tf_serving_platform.serving.engine.ledger import Ledger
 from tf_serving_platform.serving.engine.metrics import Metrics

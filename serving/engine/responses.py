@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
     status_pb2,
 )
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.calls import (
     ClassifyResult,

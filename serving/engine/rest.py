@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import grpc
 import orjson
 from aiohttp import http_exceptions, web
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.codec import examples as codec_examples
 from tf_serving_platform.serving.engine import body_decoders, request_context, responses, rest_v2

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
+
 from tf_serving_platform.serving.codec import v2 as codec_v2
 from tf_serving_platform.serving.engine import v2
 from tf_serving_platform.serving.engine.calls import Served

@@ -31,6 +31,7 @@ import tensorflow as tf
 from tensorflow.core.framework import function_pb2, graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model import loader_impl
+
 from tf_serving_platform.serving.engine import signature as sig_lib
 from tf_serving_platform.serving.engine.tflite_session import TfLiteSession
 from tf_serving_platform.serving.errors import ServingError, invalid_argument

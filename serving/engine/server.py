@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 import uvloop
+
 from tf_serving_platform.serving.engine import log_format, memory
 from tf_serving_platform.serving.engine.batcher import BatchScheduler
 from tf_serving_platform.serving.engine.core import ConfigFilePoller, ServerCore

@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis.prediction_log_pb2 import PredictionLog
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine import inference, prediction_logs, request_context
 from tf_serving_platform.serving.engine.batcher import BatchScheduler

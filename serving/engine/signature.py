@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tensorflow.core.protobuf import meta_graph_pb2
+
 from tf_serving_platform.serving.codec import TFDType, resolve
 
 DEFAULT_SIGNATURE = "serving_default"

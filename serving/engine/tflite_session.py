@@ -23,6 +23,7 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.lite.python import schema_py_generated as schema
+
 from tf_serving_platform.serving.engine.signature import DEFAULT_SIGNATURE, PREDICT_METHOD
 from tf_serving_platform.serving.errors import invalid_argument
 

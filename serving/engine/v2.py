@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from importlib import metadata as package_metadata
 
 import grpc
+
 from tf_serving_platform.serving.codec import v2 as codec_v2
 from tf_serving_platform.serving.codec.dtypes import BY_ENUM
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall, PredictResult

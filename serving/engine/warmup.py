@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
+
 from tf_serving_platform.serving.engine.servable import op_error_message
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
 

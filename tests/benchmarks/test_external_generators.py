@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from tf_serving_platform.servectl.engine_process import free_port
 
 from benchmarks import external, profile
+from tf_serving_platform.servectl.engine_process import free_port
 
 
 @pytest.fixture(scope="module")

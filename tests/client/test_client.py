@@ -24,6 +24,9 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.helpers import models_config, run_servectl
+from tests.model_builders import save_linear
 from tf_serving_platform.servectl.commands.predict_cmd import image_input
 from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 from tf_serving_platform.serving.client import (
@@ -37,9 +40,6 @@ from tf_serving_platform.serving.client import (
     TensorSpec,
 )
 from tf_serving_platform.serving.client.grpc_client import channel_target
-
-from tests.helpers import models_config, run_servectl
-from tests.model_builders import save_linear
 
 HPT, METRICS = "half_plus_two", "/metrics"
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND

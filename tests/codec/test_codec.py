@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.errors import (
     HTTP_STATUS,

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tf_serving_platform.serving.codec.json_decode import (
     decode_dense_predict_json,
     decode_predict_document,

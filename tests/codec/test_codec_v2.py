@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tf_serving_platform.serving.codec import v2 as codec_v2
 from tf_serving_platform.serving.errors import ServingError
 

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2
+
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.codec.dtypes import BY_ENUM
 from tf_serving_platform.serving.codec.examples import decode_examples_json

@@ -51,7 +51,6 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from tests.helpers import (
     DEADLINE,
@@ -67,6 +66,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.tfs_models import meta_graph
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"

@@ -28,13 +28,13 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_platform.export import pipeline, sources
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from benchmarks.tfs_examples import models as examples
 from tests.helpers import models_config, send_json
 from tests.model_builders import save_module
 from tests.tfs_models import VERSION, expected_metadata, half_plus_three
+from tf_serving_platform.export import pipeline, sources
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 v1 = tf.compat.v1
 H3 = "saved_model_half_plus_three"

@@ -19,9 +19,9 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_serving.config import model_server_config_pb2
-from tf_serving_platform.servectl.commands.inspect_cmd import describe_model
 
 from tests import tfs_models as tfs_models_lib
+from tf_serving_platform.servectl.commands.inspect_cmd import describe_model
 
 ANY, NO_SHAPE = "unknown rank", "no shape recorded"
 F, S, F_REF = "DT_FLOAT", "DT_STRING", "DT_FLOAT_REF"

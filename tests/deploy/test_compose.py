@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
 from tf_serving_platform.servectl.topology.nginx import render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.engine.options import ServerOptions
 
 from tests.helpers import KUBERNETES_VERSIONS
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.options import ServerOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 # The fields of KServe's ServingRuntimeSpec (with its inlined ServingRuntimePodSpec) and of the

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from google.protobuf import text_format
+
 from tf_serving_platform.servectl.topology import rollout
 from tf_serving_platform.servectl.topology.apply import KubeConfigMap
 

@@ -13,14 +13,14 @@ import urllib.request
 
 import numpy as np
 import pytest
-from tf_serving_platform.loadtest import samples
-from tf_serving_platform.servectl import command
-from tf_serving_platform.servectl.topology import local
 
 from benchmarks.loadgen import Endpoint, predict_path, run_level
 from benchmarks.run import payloads
 from tests.helpers import metric, run_servectl, wait_until
 from tests.model_builders import save_linear
+from tf_serving_platform.loadtest import samples
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.topology import local
 
 CONFIG = ('model_config_list { config { name: "linear" base_path: "/models/linear" '
           'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } } }\n')

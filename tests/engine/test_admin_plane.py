@@ -13,8 +13,6 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.engine.reloads import RUNNING, WAITING
 
 from tests.helpers import (
     http_json,
@@ -25,6 +23,8 @@ from tests.helpers import (
     wait_until,
 )
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.reloads import RUNNING, WAITING
 
 TOKEN = "s3cret-token"
 

@@ -8,6 +8,9 @@ import grpc
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+
+from tests.helpers import models_config, wait_until
+from tests.model_builders import save_linear
 from tf_serving_platform.serving.engine.core import ServerCore
 from tf_serving_platform.serving.engine.manager import Manager
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig
@@ -15,9 +18,6 @@ from tf_serving_platform.serving.engine.policy import State
 from tf_serving_platform.serving.engine.servable import load_saved_model
 from tf_serving_platform.serving.engine.source import FileSystemSource
 from tf_serving_platform.serving.errors import ServingError
-
-from tests.helpers import models_config, wait_until
-from tests.model_builders import save_linear
 
 CONFIG = tf.compat.v1.ConfigProto()
 ALL_VERSIONS = " model_version_policy { all {} }"

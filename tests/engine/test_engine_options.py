@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tests.helpers import run_servectl, wait_until
+from tests.model_builders import save_module
 from tf_serving_platform.export.tflite import convert
 from tf_serving_platform.servectl.engine_process import EngineProcess, children
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.servable import TFLITE_FILE
-
-from tests.helpers import run_servectl, wait_until
-from tests.model_builders import save_module
 
 
 class Scale(tf.Module):

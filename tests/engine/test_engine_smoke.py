@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_platform.serving import codec
 
 from tests.helpers import http_json
+from tf_serving_platform.serving import codec
 
 
 def test_rest_predict_half_plus_two(engine):

@@ -28,13 +28,13 @@ import grpc
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tests.helpers import metric, models_config, monitoring_flag, wait_until
+from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess, children
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.cpus import usable_cpus
 from tf_serving_platform.serving.engine.frames import FrameChannel
-
-from tests.helpers import metric, models_config, monitoring_flag, wait_until
-from tests.model_builders import save_linear
 
 TENSORFLOW_LIBRARY = "_pywrap_tensorflow_internal"
 SLOW_WORK = 10_000  # rounds of a 256x256 matmul: two seconds or more on 2 cores

@@ -9,7 +9,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from tests.helpers import (
     http_json,
@@ -21,6 +20,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 POLL_S = 1
 IN_FLIGHT = ':platform:requests_in_flight{entrypoint="REST"}'

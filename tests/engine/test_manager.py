@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 import tensorflow as tf
+
+from tests.helpers import wait_until
+from tests.model_builders import save_linear
 from tf_serving_platform.serving.engine.manager import Manager
 from tf_serving_platform.serving.engine.policy import State
 from tf_serving_platform.serving.engine.servable import load_saved_model
 from tf_serving_platform.serving.errors import ServingError
-
-from tests.helpers import wait_until
-from tests.model_builders import save_linear
 
 CONFIG = tf.compat.v1.ConfigProto()
 

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
-from tf_serving_platform.serving import codec
 
 from tests.helpers import serving
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
+from tf_serving_platform.serving import codec
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 BATCHING = """max_batch_size { value: 8 }

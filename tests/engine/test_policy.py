@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import text_format
+
 from tf_serving_platform.serving.engine.policy import (
     Action,
     State,

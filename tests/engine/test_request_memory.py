@@ -19,6 +19,10 @@ import numpy as np
 import orjson
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from benchmarks.lifecycle import memory_bytes
+from tests.helpers import metric, monitoring_flag, wait_until
+from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.metrics import Metrics
@@ -28,10 +32,6 @@ from tf_serving_platform.serving.engine.request_memory import (
     RequestMemory,
 )
 from tf_serving_platform.serving.errors import ServingError
-
-from benchmarks.lifecycle import memory_bytes
-from tests.helpers import metric, monitoring_flag, wait_until
-from tests.model_builders import save_linear
 
 BUDGET = 1 << 30
 MAX_BODY = BUDGET // JSON_PARSE_FACTOR

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
+
 from tf_serving_platform.serving.engine import warmup
 from tf_serving_platform.serving.engine.servable import (
     IMPORT_CHUNK_NODES,

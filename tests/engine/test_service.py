@@ -12,6 +12,9 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from tests.helpers import wait_until
+from tests.model_builders import save_linear
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
 from tf_serving_platform.serving.engine.manager import Manager
 from tf_serving_platform.serving.engine.metrics import Metrics
@@ -19,9 +22,6 @@ from tf_serving_platform.serving.engine.servable import load_saved_model
 from tf_serving_platform.serving.engine.service import PredictionService
 from tf_serving_platform.serving.engine.watchdog import ModelRuns
 from tf_serving_platform.serving.errors import ServingError
-
-from tests.helpers import wait_until
-from tests.model_builders import save_linear
 
 CONFIG = tf.compat.v1.ConfigProto()
 

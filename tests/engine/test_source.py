@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 from google.protobuf import text_format
-from tf_serving_platform.serving.engine.model_config import ModelServerConfig
-from tf_serving_platform.serving.engine.source import FileSystemSource
 
 from tests.helpers import models_config, wait_until
+from tf_serving_platform.serving.engine.model_config import ModelServerConfig
+from tf_serving_platform.serving.engine.source import FileSystemSource
 
 
 class Aspired:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
 from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.config_protos import SSLConfig

@@ -9,9 +9,6 @@ import time
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.engine.metrics import Metrics
-from tf_serving_platform.serving.engine.watchdog import ModelRuns, Stall, Watchdog
 
 from tests.helpers import (
     NEVER_RETURNS,
@@ -22,6 +19,9 @@ from tests.helpers import (
     wait_until,
 )
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.metrics import Metrics
+from tf_serving_platform.serving.engine.watchdog import ModelRuns, Stall, Watchdog
 
 STUCK_WORK = 12_000      # rounds of a 256x256 matmul: several seconds, far past the bound
 

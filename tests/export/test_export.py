@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from tf_serving_platform.export import describe, pipeline, publish, warmup
 from tf_serving_platform.export.examples import serialize
 from tf_serving_platform.export.verify import load_as_served, run_signature

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from tf_serving_platform.export import pipeline, publish
 from tf_serving_platform.export.errors import VersionExistsError
 from tf_serving_platform.servectl import command

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
 from tf_serving_platform.export import describe, pipeline, sources
 from tf_serving_platform.export.verify import load_as_served, run_signature
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tf_serving_platform.export import describe, pipeline, publish
 from tf_serving_platform.export.tflite import TfliteRunner
 from tf_serving_platform.export.variants import relative_drop

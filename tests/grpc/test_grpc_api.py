@@ -31,10 +31,6 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.engine.grpc_api import _abort_on_error
-from tf_serving_platform.serving.engine.tracing import OFF
-from tf_serving_platform.serving.errors import ServingError
 
 from tests.helpers import (
     DEADLINE,
@@ -47,6 +43,10 @@ from tests.helpers import (
     version_states,
     wait_until,
 )
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.grpc_api import _abort_on_error
+from tf_serving_platform.serving.engine.tracing import OFF
+from tf_serving_platform.serving.errors import ServingError
 
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 PRECONDITION, UNIMPLEMENTED = grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED

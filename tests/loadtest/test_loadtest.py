@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 import pytest
+
+from tests.helpers import run_servectl
 from tf_serving_platform.loadtest import payloads, samples, stages, stats, sweep
 from tf_serving_platform.loadtest.options import LocustfileOptions, add_arguments
 from tf_serving_platform.loadtest.report import Generator, LevelReport, Measured
@@ -23,8 +25,6 @@ from tf_serving_platform.loadtest.slo import Slo, Verdict, judge
 from tf_serving_platform.servectl.arguments import duration
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client import ModelRef
-
-from tests.helpers import run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 GENEROUS = ("--slo-p99-ms", "2000", "--slo-error-rate", "0")

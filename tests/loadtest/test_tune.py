@@ -6,12 +6,12 @@ import csv
 import math
 
 import pytest
+
+from tests.helpers import models_config, run_servectl
 from tf_serving_platform.loadtest import tune
 from tf_serving_platform.loadtest.tune import Setting, Trial
 from tf_serving_platform.servectl.cli import main
 from tf_serving_platform.serving.engine.config_protos import BatchingParameters, read_text_proto
-
-from tests.helpers import models_config, run_servectl
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 SLO_P99_MS = 500.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tf_serving_platform.models import evaluation, zoo
 
 # Held-out bounds well past a model that learned nothing: chance is 0.10 for digits and 0.25

@@ -19,10 +19,10 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving import codec
 
 from tests.helpers import models_config, serving, wait_until
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving import codec
 
 HPT = "half_plus_two"
 

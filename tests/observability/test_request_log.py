@@ -13,6 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
+
+from tests.helpers import wait_until
 from tf_serving_platform.serving.engine import request_log
 from tf_serving_platform.serving.engine.request_log import (
     RequestLogs,
@@ -21,8 +23,6 @@ from tf_serving_platform.serving.engine.request_log import (
     summarize,
 )
 from tf_serving_platform.serving.errors import ServingError
-
-from tests.helpers import wait_until
 
 
 def server_config(prefix, rate: float = 1.0, kind: str = "tfrecord", models=("m",)):

@@ -23,11 +23,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+
+from tests.helpers import metric, models_config, monitoring_flag, serving, wait_until
 from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.request_log import read_logs
-
-from tests.helpers import metric, models_config, monitoring_flag, serving, wait_until
 
 HPT = "half_plus_two"
 T = 30
@@ -211,9 +211,8 @@ def test_servectl_loadtest_replays_the_log_over_both_wires(logged, traffic, seco
 
 
 def test_servectl_export_takes_its_warmup_from_the_log(logged, traffic, test_models, tmp_path):
-    from tf_serving_platform.export.warmup import read_warmup
-
     from tests.helpers import run_servectl
+    from tf_serving_platform.export.warmup import read_warmup
 
     result = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),
                           "--name", "replayed", "--warmup-from", str(logged.prefix), "--quiet")

@@ -12,10 +12,10 @@ import pytest
 from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
-from tf_serving_platform.serving.client.tracing import grpc_metadata, inject_headers
-from tf_serving_platform.serving.engine.tracing import Tracing, parse_endpoint, wall_ns
 
 from tests.otlp_receiver import OtlpReceiver, otlp_receiver_fixture  # noqa: F401 - the fixture
+from tf_serving_platform.serving.client.tracing import grpc_metadata, inject_headers
+from tf_serving_platform.serving.engine.tracing import Tracing, parse_endpoint, wall_ns
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"

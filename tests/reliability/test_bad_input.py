@@ -47,10 +47,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.errors import http_status
 
 from tests.helpers import models_config, wait_until, write_report
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.errors import http_status
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 PRIVATE_MAX_MESSAGE_BYTES = 1 << 20

@@ -30,11 +30,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tf_serving_platform.servectl import command
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from tests.helpers import linear_request, metric, monitoring_flag, wait_until, write_report
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl import command
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 # The batching of issue 12's wedge: two batch threads, batches of up to 64.
 WEDGE_BATCHING = """max_batch_size { value: 64 }

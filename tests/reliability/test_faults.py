@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from tests.helpers import (
     http_json,
@@ -22,6 +21,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import text_format
-from tf_serving_platform.export import pipeline, publish
-from tf_serving_platform.export.errors import ExportError
-from tf_serving_platform.servectl.engine_process import EngineProcess
-from tf_serving_platform.serving.engine.config_protos import SSLConfig
-from tf_serving_platform.serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
-from tf_serving_platform.serving.engine.policy import State
-from tf_serving_platform.serving.engine.servable import load_saved_model
-from tf_serving_platform.serving.versions import MAX_VERSION
 
 from tests.helpers import (
     NEVER_RETURNS,
@@ -46,6 +38,14 @@ from tests.helpers import (
     wait_until,
 )
 from tests.model_builders import save_linear
+from tf_serving_platform.export import pipeline, publish
+from tf_serving_platform.export.errors import ExportError
+from tf_serving_platform.servectl.engine_process import EngineProcess
+from tf_serving_platform.serving.engine.config_protos import SSLConfig
+from tf_serving_platform.serving.engine.manager import KEPT_ENDED_VERSIONS, Manager
+from tf_serving_platform.serving.engine.policy import State
+from tf_serving_platform.serving.engine.servable import load_saved_model
+from tf_serving_platform.serving.versions import MAX_VERSION
 
 WITHOUT_ROOTS_READ_ANYTHING = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
                                "--bounding-set=-dac_override,-dac_read_search"]

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 from tests.helpers import serving, write_report
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 BATCHING = """max_batch_size { value: 4 }
 batch_timeout_micros { value: 0 }

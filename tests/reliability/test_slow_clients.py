@@ -13,10 +13,10 @@ import subprocess
 import time
 
 import pytest
-from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 
 from tests.helpers import http_json, linear_predict, linear_statuses, wait_until
 from tests.model_builders import save_linear
+from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 
 IDLE_S = 1
 MAX_CONNECTIONS = 20

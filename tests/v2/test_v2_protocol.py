@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tf_serving_platform.export import pipeline
-from tf_serving_platform.export.verify import load_as_served, run_signature
-from tf_serving_platform.servectl.engine_process import EngineProcess
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers import metric, models_config, monitoring_flag
+from tf_serving_platform.export import pipeline
+from tf_serving_platform.export.verify import load_as_served, run_signature
+from tf_serving_platform.servectl.engine_process import EngineProcess
 
 MODELS = ("digits_mlp", "digits_cnn", "text_classifier", "wide_deep")
 KINDS = ("http", "grpc")
