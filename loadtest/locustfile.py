@@ -18,7 +18,6 @@ Every process keeps raw samples in ``--samples-dir`` (see ``loadtest.samples``),
 from __future__ import annotations
 
 import itertools
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from tf_serving_platform.loadtest import payloads, replay, signature, stages
 from tf_serving_platform.loadtest.options import LocustfileOptions, add_arguments
 from tf_serving_platform.loadtest.samples import Recorder
 from tf_serving_platform.loadtest.slo import Slo, judge
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.client import ModelRef
 from tf_serving_platform.serving.errors import ServingError
 
@@ -40,7 +40,7 @@ grpc_gevent.init_gevent()  # gRPC's I/O must yield to gevent, or one call blocks
 
 REQUEST_TIMEOUT_S = 30.0
 DEFAULT_SECONDS = 60.0
-logger = logging.getLogger(__name__)
+logger = logger(__name__)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
+
 from tf_serving_platform.serving.client import ModelRef, RetryPolicy, ServingClientError
 from tf_serving_platform.serving.client.results import ModelMetadata
 from tf_serving_platform.serving.codec import TFDType, resolve
@@ -70,7 +72,7 @@ def fetch_rest(base_url: str, target: ModelRef, timeout: float = 10) -> list[Inp
             metadata = client.metadata(target.model, version=target.version,
                                        label=target.label)
     except ServingClientError as e:
-        status = "" if e.code.name == "UNAVAILABLE" else f"HTTP {e.http_status}: "
+        status = "" if e.code is grpc.StatusCode.UNAVAILABLE else f"HTTP {e.http_status}: "
         raise SignatureError(f"GET {url}: {status}{e.message}") from None
     except ValueError as e:  # not a URL
         raise SignatureError(f"GET {url}: {e}") from None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import logging
 import threading
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import request_context
 from tf_serving_platform.serving.engine.metrics import Metrics
 from tf_serving_platform.serving.engine.servable import Servable
@@ -46,7 +46,7 @@ from tf_serving_platform.serving.engine.tracing import OFF, Tracing, wall_ns
 from tf_serving_platform.serving.engine.watchdog import ModelRuns, Stall
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 THREAD_POOL_NAME = "model_server_batch_threads"

@@ -16,7 +16,6 @@ pool is rebuilt for the next one.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -26,13 +25,13 @@ from typing import TypeVar
 
 import grpc
 
-from tf_serving_platform.serving import codec
+from tf_serving_platform.serving import codec, logger
 from tf_serving_platform.serving.codec.json_decode import PredictJsonRequest
 from tf_serving_platform.serving.engine import memory
 from tf_serving_platform.serving.engine.cpus import usable_cpus
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 T = TypeVar("T")
 OFF_LOOP_BYTES = 256 << 10
 DENSE_INLINE_BYTES = 4 << 20

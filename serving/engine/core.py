@@ -11,13 +11,13 @@ cannot be served or fails its label check changes nothing.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import model_config
 from tf_serving_platform.serving.engine.manager import Manager
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig
@@ -25,7 +25,7 @@ from tf_serving_platform.serving.engine.request_log import RequestLogs
 from tf_serving_platform.serving.engine.source import FileSystemSource
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class ServerCore:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -24,11 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine.ledger import Ledger, ledger_path
 from tf_serving_platform.serving.engine.model_host import ModelHost
 from tf_serving_platform.serving.engine.restarts import RestartBackoff, describe_exit
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 START_TIMEOUT_S = 300.0
 """How long the front ends may take to listen (importing their libraries, on a busy node)."""
 STOP_MARGIN_S = 5.0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tf_serving_platform.serving import codec
+from tf_serving_platform.serving import codec, logger
 from tf_serving_platform.serving.engine import request_context, responses
 from tf_serving_platform.serving.engine.calls import ModelSpec, PredictCall
 from tf_serving_platform.serving.engine.request_context import REQUEST_ID_KEY
@@ -46,7 +45,7 @@ if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/rem
     from tf_serving_platform.serving.engine.reloads import ReloadGate
     from tf_serving_platform.serving.engine.service import PredictionService
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 MAX_MESSAGE_BYTES = 2**31 - 1
 MAX_ERROR_CHARS = 1024
 SERVICE_NAMES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 import tensorflow as tf
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import inference, warmup
 from tf_serving_platform.serving.engine.manager import Loader
 from tf_serving_platform.serving.engine.metrics import Metrics
@@ -20,7 +20,7 @@ from tf_serving_platform.serving.engine.servable import (
 )
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def session_config(options: ServerOptions) -> tf.compat.v1.ConfigProto:

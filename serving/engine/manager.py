@@ -22,7 +22,6 @@ Contract (after TensorFlow Serving's ``AspiredVersionsManager``):
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,12 +31,13 @@ from pathlib import Path
 
 import grpc
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import memory
 from tf_serving_platform.serving.engine.policy import State, VersionView, next_action
 from tf_serving_platform.serving.engine.servable import Servable
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 Loader = Callable[[str, int, Path], Servable]
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from collections import defaultdict
 
 import grpc
 from prometheus_client import Gauge
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import request_context
 from tf_serving_platform.serving.engine.frames import FrameChannel
 from tf_serving_platform.serving.engine.front_ends import FrontEndSettings
@@ -28,7 +28,7 @@ from tf_serving_platform.serving.engine.request_context import RequestContext
 from tf_serving_platform.serving.engine.service import PredictionService
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 FLUSH_TIMEOUT_S = 1.0
 
 

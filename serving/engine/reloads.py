@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine.core import ServerCore
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 RUNNING, WAITING = 2, 4
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import math
 import os
 import random
@@ -39,10 +38,10 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
-from tf_serving_platform.serving import tfrecord
+from tf_serving_platform.serving import logger, tfrecord
 from tf_serving_platform.serving.errors import invalid_argument
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 COLLECTORS = ("tfrecord",)
 REOPEN_AFTER = 1.0

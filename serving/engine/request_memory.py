@@ -15,7 +15,6 @@ milliseconds for gigabytes).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -24,12 +23,13 @@ from contextlib import contextmanager
 
 import grpc
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import memory
 from tf_serving_platform.serving.engine.ledger import Ledger
 from tf_serving_platform.serving.engine.metrics import Metrics
 from tf_serving_platform.serving.errors import ServingError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 JSON_PARSE_FACTOR = 40
 """Bytes of memory one byte of a REST JSON body may become while it is parsed and decoded."""

@@ -38,7 +38,7 @@ import grpc
 import orjson
 from aiohttp import http_exceptions, web
 
-from tf_serving_platform.serving import codec
+from tf_serving_platform.serving import codec, logger
 from tf_serving_platform.serving.codec import examples as codec_examples
 from tf_serving_platform.serving.engine import body_decoders, request_context, responses, rest_v2
 from tf_serving_platform.serving.engine.body_decoders import BodyDecoders
@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # a front-end process serves without them (serving/engine/rem
     from tf_serving_platform.serving.engine.health import Health
     from tf_serving_platform.serving.engine.service import PredictionService
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 POST_PATH = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
                        r":(classify|regress|predict)", re.IGNORECASE)

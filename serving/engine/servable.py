@@ -18,7 +18,6 @@ drain, so a request in flight always completes on the version it started on.
 from __future__ import annotations
 
 import collections
-import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -32,11 +31,12 @@ from tensorflow.core.framework import function_pb2, graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model import loader_impl
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import signature as sig_lib
 from tf_serving_platform.serving.engine.tflite_session import TfLiteSession
 from tf_serving_platform.serving.errors import ServingError, invalid_argument
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 Arrays = Mapping[str, np.ndarray]
 TFLITE_FILE = "model.tflite"
 SAVED_MODEL_FILE = "saved_model.pb"

@@ -9,12 +9,12 @@ manager the full aspired list (``sources/storage_path/file_system_storage_path_s
 
 from __future__ import annotations
 
-import logging
 import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine import policy
 from tf_serving_platform.serving.engine.model_config import ModelServerConfig
 from tf_serving_platform.serving.engine.servable import (
@@ -24,7 +24,7 @@ from tf_serving_platform.serving.engine.servable import (
 )
 from tf_serving_platform.serving.versions import MAX_VERSION, looks_like_a_version, parse_version
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def complete_versions(base_path: Path, prefer_tflite: bool) -> tuple[dict[int, Path],

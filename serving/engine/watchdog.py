@@ -19,15 +19,15 @@ A stall that clears (the run finally returned) makes the engine healthy again.
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tf_serving_platform.serving import logger
 from tf_serving_platform.serving.engine.metrics import Metrics
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 COMPONENTS = ("model_run", "batch_queue", "thread")
 
 
