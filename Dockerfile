@@ -1,7 +1,7 @@
 # The embedded engine's image: `servectl serve` (TensorFlow Serving's flags and APIs, plus the
 # Open Inference Protocol with --enable_v2_protocol) on a Python slim base, for KServe
 # (k8s/kserve/) and anywhere TensorFlow Serving publishes no image (ARM64 nodes).
-#   docker build -t ghcr.io/OWNER/tf-serving-platform:0.1.0 .
+#   docker build -t ghcr.io/tf-serving-platform/servectl:0.1.0 .   (the image k8s/kserve names)
 # The container runs as a non-root user with a read-only root filesystem: nothing is written
 # outside /tmp (an emptyDir in k8s/kserve) and the model volume.
 FROM python:3.11.14-slim-bookworm

@@ -13,7 +13,6 @@ a gRPC error (carried in the trailers) is not an error to it: check the server's
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import lifecycle
+from benchmarks.arguments import add_sweep, benchmark_parser
 from tf_serving_platform.servectl.engine_process import children
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
@@ -184,17 +184,16 @@ def h2load(address: str, request: bytes, concurrency: int, seconds: float, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--pid", type=int, required=True, help="the server process")
     parser.add_argument("--rest", help="REST predict URL (with --body: a JSON file)")
     parser.add_argument("--body", type=Path)
     parser.add_argument("--grpc", help="host:port (with --request: a serialized PredictRequest)")
     parser.add_argument("--request", type=Path)
-    parser.add_argument("--levels", default="1,8,32,64")
-    parser.add_argument("--duration", type=float, default=5.0)
+    add_sweep(parser, levels="1,8,32,64", duration=5.0)
     args = parser.parse_args(argv)
     require_tools()
-    for level in (int(x) for x in args.levels.split(",")):
+    for level in args.levels:
         if args.rest:
             print(json.dumps(wrk(args.rest, args.body.read_bytes(), level, args.duration,
                                  args.pid).row()), flush=True)

@@ -14,13 +14,13 @@ off: what batching costs a lone request (c = 1) and what it buys under load.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import external, noop_server
+from benchmarks.arguments import add_model_and_out, add_sweep, benchmark_parser
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import predict_path
 from benchmarks.plotting import pyplot
@@ -81,21 +81,19 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits_mlp")
+    parser = benchmark_parser(__doc__)
+    add_model_and_out(parser)
     parser.add_argument("--counts", default=f"1,{usable_cpus()}",
                         help="front-end process counts to compare (default: 1 and one per CPU)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also the first count without batching (the latency tax at c = 1)")
     parser.add_argument("--in-process-limit", action="store_true",
                         help="also the signature called directly, no server (examples/s)")
-    parser.add_argument("--levels", default="1,8,32,64")
-    parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_sweep(parser, levels="1,8,32,64", duration=8.0)
     args = parser.parse_args(argv)
     external.require_tools()
     counts = sorted({int(x) for x in args.counts.split(",")})
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = args.levels
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         example = export(args.model, base)[1]

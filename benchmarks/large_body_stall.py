@@ -32,6 +32,19 @@ def large_body(megabytes: float) -> bytes:
     return b'{"inputs": {"x": [' + b"0.25, " * count + b'0.25]}}'  # no "work"
 
 
+def save_two_input_model(path: Path) -> Path:
+    """``y = x`` over the inputs ``x`` (float) and ``work`` (int): a body without ``work`` is
+    decoded in full, then refused."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
+                                  tf.TensorSpec([None], tf.int32, name="work")])
+    def predict(x, work):
+        return {"y": x}
+    tf.saved_model.save(tf.Module(), str(path), signatures={"serving_default": predict})
+    return path
+
+
 def post(url: str, body: bytes) -> int:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=600) as r:
@@ -65,10 +78,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="also write <out>.json")
     args = parser.parse_args()
-    from tests.model_builders import save_linear
-
     workdir = Path(tempfile.mkdtemp(prefix="large-body-"))
-    save_linear(workdir / "linear" / "1", a=1.0, b=0.0)
+    save_two_input_model(workdir / "linear" / "1")
     engine = start_engine({"linear": workdir / "linear"}, workdir)
     status_url = f"{engine.rest_url}/v1/models/linear"
     predict_url = f"{status_url}:predict"

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from tf_serving_platform.servectl.engine_process import free_port
 
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
 RESPONSE = b""  # an empty PredictResponse
 JSON = b'{"predictions": [[0.0]]}'
 

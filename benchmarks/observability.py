@@ -15,7 +15,6 @@ path itself pays, in-process (``<out>/observability-micro.json``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,6 +26,7 @@ from statistics import median
 from tensorflow_serving.apis import prediction_log_pb2
 
 from benchmarks import external, frontends
+from benchmarks.arguments import add_model_and_out, add_sweep, benchmark_parser
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
@@ -180,16 +180,13 @@ def micro(endpoint: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits_mlp")
-    parser.add_argument("--levels", default="1,32")
-    parser.add_argument("--duration", type=float, default=6.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = benchmark_parser(__doc__)
+    add_model_and_out(parser)
+    add_sweep(parser, levels="1,32", duration=6.0, rounds=2)
     parser.add_argument("--micro", action="store_true",
                         help="only the request path's own cost, in-process (µs a call)")
     args = parser.parse_args(argv)
-    from tests.otlp_receiver import OtlpReceiver
+    from benchmarks.otlp_receiver import OtlpReceiver
 
     if args.micro:
         with OtlpReceiver() as receiver:
@@ -201,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     external.require_tools()
 
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = args.levels
     with tempfile.TemporaryDirectory() as tmp, OtlpReceiver() as receiver:
         base = Path(tmp)
         example = export(args.model, base)[1]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import external
+from benchmarks.arguments import add_model_and_out, benchmark_parser
 from benchmarks.loadgen import predict_path
 from benchmarks.run import export, payloads, start_engine
 from tf_serving_platform.serving.tables import format_table
@@ -87,15 +88,14 @@ def profile_under_load(pid: int, drive: Callable[[float], external.Measured], se
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits_mlp")
+    parser = benchmark_parser(__doc__)
+    add_model_and_out(parser)
     parser.add_argument("--protocol", choices=("rest", "grpc"), default="grpc")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--frontend-processes", type=int, default=1)
     parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     external.require_tools()
     py_spy()

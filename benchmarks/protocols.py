@@ -13,7 +13,6 @@ and round by round. Writes ``<out>/protocols-<model>.json`` and ``.png``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from statistics import median
 import numpy as np
 import orjson
 
+from benchmarks.arguments import add_model_and_out, add_sweep, benchmark_parser
 from benchmarks.frontends import MAX_BATCH
 from benchmarks.loadgen import Endpoint, run_level
 from benchmarks.plotting import pyplot
@@ -138,14 +138,11 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits_mlp")
-    parser.add_argument("--levels", default="1,16")
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = benchmark_parser(__doc__)
+    add_model_and_out(parser)
+    add_sweep(parser, levels="1,16", duration=5.0, rounds=2)
     args = parser.parse_args(argv)
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = args.levels
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         example = export(args.model, base)[1]

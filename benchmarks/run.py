@@ -12,7 +12,6 @@ p99, errors and the generator's CPU, the ratios served/in-process and engine/Fla
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import noop_server
+from benchmarks.arguments import add_model_and_out, add_sweep, benchmark_parser
 from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import Endpoint, LevelResult, predict_path, run_level
 from benchmarks.plotting import pyplot
@@ -220,15 +220,13 @@ def cpu_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="digits_mlp")
-    parser.add_argument("--levels", default="1,8,32,64")
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser = benchmark_parser(__doc__)
+    add_model_and_out(parser)
+    add_sweep(parser, levels="1,8,32,64", duration=5.0)
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="engine processes (SO_REUSEPORT)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--replot", type=Path, help="redraw the PNG of a results JSON and exit")
     args = parser.parse_args(argv)
     if args.replot:
@@ -244,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         limit = in_process_limit(base / args.model / "1", example)
         print(f"in-process: {limit}", file=sys.stderr)
         found = run_modes(args.model, base, keras_file, example, args.modes.split(","),
-                          [int(x) for x in args.levels.split(",")], args.duration,
+                          args.levels, args.duration,
                           args.processes, args.max_batch, args.workers)
     text = report(args.model, limit, found, args.out)
     print(text)

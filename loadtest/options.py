@@ -1,7 +1,7 @@
 """The locustfile's own options, defined once.
 
 The locustfile adds them to Locust's parser (so they work on Locust's command line, in its web
-UI and in ``locust.conf``) and reads them back as a `LocustfileOptions`; `loadtest.runner`
+UI and in ``locust.conf``) and reads them back as a ``LocustfileOptions``; ``loadtest.runner``
 writes the same dataclass as the child's command line. A field's name is its option
 (``model_version`` -> ``--model-version``) and its default is the parser's, so the two sides
 cannot drift apart.
@@ -72,6 +72,6 @@ def _flag(name: str) -> str:
 
 
 def add_arguments(parser: Any) -> None:
-    """Adds every `LocustfileOptions` field to Locust's parser."""
+    """Adds every ``LocustfileOptions`` field to Locust's parser."""
     for f in fields(LocustfileOptions):
         parser.add_argument(_flag(f.name), default=f.default, **f.metadata)

@@ -160,7 +160,6 @@ class Payloads:
     """Pre-encoded bodies per protocol (``rest``/``grpc``), cycled through by the users."""
 
     bodies: dict[str, list[bytes]]
-    examples_per_request: int
 
 
 def build(specs: list[InputSpec], target: ModelRef, protocols: tuple[str, ...], batch: int = 1,
@@ -178,4 +177,4 @@ def build(specs: list[InputSpec], target: ModelRef, protocols: tuple[str, ...], 
         bodies = {p: [encoders[p](arrays, target) for arrays in batches] for p in protocols}
     except ServingError as e:
         raise PayloadError(f"cannot encode the payload: {e.message}") from None
-    return Payloads(bodies, batch)
+    return Payloads(bodies)

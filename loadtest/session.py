@@ -1,7 +1,7 @@
 """A load test from options to verdict: plan, precheck, run, write the outputs.
 
 ``servectl loadtest`` runs one session; ``servectl tune`` runs one per batching setting, each
-against a fresh engine. Both fill in a `LoadTest` and call the same four steps:
+against a fresh engine. Both fill in a ``LoadTest`` and call the same four steps:
 
     >>> test = LoadTest(out=Path("results"), rest="http://127.0.0.1:8501", model="m")
     >>> run = plan(test)          # checks the options; raises LoadTestError
@@ -9,7 +9,7 @@ against a fresh engine. Both fill in a `LoadTest` and call the same four steps:
     >>> outcome = execute(test, run)
     >>> files = write_outputs(test, run, outcome)
 
-Locust runs as a child process (`loadtest.runner`); the outcome is read from the raw
+Locust runs as a child process (``loadtest.runner``); the outcome is read from the raw
 per-request samples it wrote, not from Locust's millisecond buckets.
 """
 
@@ -59,7 +59,7 @@ class LoadTest:
         users: concurrent users (the peak of a shape).
         spawn_rate: users started per second; None starts them all at once.
         duration_s: measured seconds per level.
-        processes: Locust processes; None for `runner.default_processes`, -1 for one per core.
+        processes: Locust processes; None for ``runner.default_processes``, -1 for one per core.
         shape: ``constant``, ``steps`` or ``spike``.
         step_users: the step of ``steps``, the base load of ``spike``.
         sweep: user counts to measure in turn (``"1,2,4"``), or None.
@@ -220,7 +220,7 @@ def _precheck_payload(test: LoadTest, run: runner.LocustRun) -> None:
 
 def execute(test: LoadTest, run: runner.LocustRun,
             report_on_interrupt: bool = False) -> Outcome:
-    """Runs Locust (`runner.run`) and analyzes the samples it wrote."""
+    """Runs Locust (``runner.run``) and analyzes the samples it wrote."""
     code = runner.run(run, report_on_interrupt=report_on_interrupt)
     recorded = samples.load(run.samples_dir)
     if not len(recorded.start):

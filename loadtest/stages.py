@@ -37,7 +37,7 @@ def plan(shape: str, users: int, spawn_rate: float, seconds: float,
 
     Args:
         shape: ``constant`` (``users`` for ``seconds``); ``steps`` (``step_users``,
-            2x``step_users``, ... up to ``users``, or the explicit ``levels``, each for
+            2 x ``step_users``, ... up to ``users``, or the explicit ``levels``, each for
             ``seconds``); ``spike`` (``step_users`` for ``seconds``, then ``users`` for
             ``seconds``, arriving all at once, then ``step_users`` again).
         users: the peak number of users.

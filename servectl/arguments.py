@@ -61,7 +61,7 @@ def version_number(minimum: int) -> Callable[[str], int]:
 
 
 def int_list(minimum: int) -> Callable[[str], tuple[int, ...]]:
-    """``8,32``-style lists of distinct integers >= ``minimum`` (`loadtest.tune.parse_values`)."""
+    """``8,32``-style lists of distinct integers >= ``minimum`` (``loadtest.tune.parse_values``)."""
     def parse(text: str) -> tuple[int, ...]:
         from tf_serving_platform.loadtest.tune import parse_values
 

@@ -56,7 +56,7 @@ def import_tensorflow(keras: bool = True) -> None:
     import and the first device probe run with fd 2 pointed at /dev/null. An import error is
     still raised (and printed) after fd 2 is restored. Commands call this after checking their
     arguments, so a usage error answers without paying for the import. ``keras=False`` (the
-    engine) leaves Keras out of TensorFlow's import (see `_without_keras`).
+    engine) leaves Keras out of TensorFlow's import (see ``_without_keras``).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")

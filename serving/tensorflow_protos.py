@@ -7,7 +7,7 @@ engine's front-end processes, Locust's processes, ``servectl loadtest``). The ``
 are plain generated code, so such a process registers ``tensorflow`` as a bare package whose
 path is the real one: the proto modules import in 0.2 s and the runtime never loads.
 
-Any use of TensorFlow proper afterwards is a bug, and fails loudly (`ProtosOnly`). Where
+Any use of TensorFlow proper afterwards is a bug, and fails loudly (``ProtosOnly``). Where
 TensorFlow is already imported, the real modules are used as they are.
 """
 

@@ -54,3 +54,12 @@ def engine(test_models, tmp_path_factory):
     with serving(f"--model_config_file={config}",
                  f"--request_memory_budget_bytes={40 << 30}") as server:
         yield server
+
+
+@pytest.fixture
+def otlp_receiver():
+    """A fresh real OTLP/gRPC receiver per test (``benchmarks.otlp_receiver``)."""
+    from benchmarks.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        yield receiver

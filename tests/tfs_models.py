@@ -96,7 +96,7 @@ def half_plus_two_tf1(export_dir: Path, asset: Path, *, classify_x2: bool = Fals
                       tflite_input: str | None = None) -> None:
     """``y = 0.5x + 2``, ``y2 = 0.5x + 3``, ``y3 = 0.5x2 + 3`` as a TF1 graph.
 
-    ``x`` and ``x2`` are parsed from serialized ``tf.Example``s fed as ``tf_example`` (a
+    ``x`` and ``x2`` are parsed from serialized ``tf.Example`` messages fed as ``tf_example`` (a
     placeholder of unknown rank, so its TensorInfo records no rank), and ``x`` is also fed
     directly by ``serving_default``. ``tflite_input`` instead converts the graph to
     ``export_dir/model.tflite`` with ``x`` pinned to ``[1, 1]`` under that tensor name.
@@ -409,7 +409,7 @@ def half_plus_two_tflite(export_dir: Path, asset: Path, with_signature_def: bool
 
 def parse_example_tflite(export_dir: Path) -> None:
     """A TFLite model of ParseExample (the ``ParseExampleV2`` custom op TF Serving registers):
-    serialized ``tf.Example``s ``input`` -> float ``x`` and string ``y`` (defaults 0 and
+    serialized ``tf.Example`` messages ``input`` -> float ``x`` and string ``y`` (defaults 0 and
     "missing"), with its ``serving_default`` SignatureDef embedded."""
     tf = _tf()
     v1 = tf.compat.v1

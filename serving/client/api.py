@@ -88,7 +88,8 @@ class SyncApi(ClientCore):
 
     def classify(self, model: str, examples: Sequence[Mapping[str, Any]],
                  **options: Unpack[ExamplesOptions]) -> ClassifyResult:
-        """Runs a classify signature on `tf.Example`s given as ``{feature: value(s)}`` dicts.
+        """Runs a classify signature on ``tf.Example`` messages, each given as a
+        ``{feature: value(s)}`` dict.
 
         Ints become ``int64_list``, other numbers ``float_list``, str and bytes ``bytes_list``.
         ``options`` are those of ``predict`` without ``output_filter``, plus ``context``.

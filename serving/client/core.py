@@ -1,10 +1,10 @@
 """What the four clients share: each call written once, as a plan of wire calls.
 
-A plan is a generator: it yields the `Call`s it needs (the REST client's predict first asks for
-the model's metadata, once per cache period) and returns the result. ``SyncApi`` runs a plan by
-sending each call and blocking; ``AsyncApi`` awaits each one. So the logic of every API method
-lives here once, the wire formats live in ``rest_calls`` / ``grpc_calls``, and the four client
-classes only move bytes (``_attempt``).
+A plan is a generator: it yields the ``Call`` objects it needs (the REST client's predict first
+asks for the model's metadata, once per cache period) and returns the result. ``SyncApi`` runs a
+plan by sending each call and blocking; ``AsyncApi`` awaits each one. So the logic of every API
+method lives here once, the wire formats live in ``rest_calls`` / ``grpc_calls``, and the four
+client classes only move bytes (``_attempt``).
 """
 
 from __future__ import annotations

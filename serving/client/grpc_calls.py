@@ -1,4 +1,5 @@
-"""TensorFlow Serving's gRPC API as `Call`s: request protos and answers, with the shared codec.
+"""TensorFlow Serving's gRPC API as ``Call`` objects: request protos and answers, through the
+shared codec.
 
 Inputs travel as ``tensor_content`` (one copy of the array's bytes); outputs are read from typed
 fields or ``tensor_content``, whichever the server sent. Importing this module imports

@@ -1,4 +1,5 @@
-"""TensorFlow Serving's REST API as `Call`s: URLs, JSON bodies and answers, with the shared codec.
+"""TensorFlow Serving's REST API as ``Call`` objects: URLs, JSON bodies and answers, through
+the shared codec.
 
 No TensorFlow here (nor in anything it imports): the REST client must stay light.
 

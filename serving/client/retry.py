@@ -32,8 +32,8 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 class RetryPolicy:
     """Exponential backoff with full jitter (AWS's "Exponential Backoff and Jitter").
 
-    Retry ``n`` (1-based) sleeps a uniform random time in `[0, min(max_backoff_s,
-    initial_backoff_s * multiplier ** (n - 1))]`: clients that failed together do not retry
+    Retry ``n`` (1-based) sleeps a uniform random time in ``[0, min(max_backoff_s,
+    initial_backoff_s * multiplier ** (n - 1))]``: clients that failed together do not retry
     together. The call's deadline bounds the total time; ``max_attempts`` bounds the attempts.
 
     Attributes:

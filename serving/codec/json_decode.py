@@ -174,8 +174,8 @@ def decode_predict_json(body: bytes | bytearray | memoryview | str) -> PredictJs
     Raises:
         ServingError: INVALID_ARGUMENT with TensorFlow Serving's text, e.g.
             ``Missing 'inputs' or 'instances' key``, or, for ragged instances,
-            `Failed to process element: 2 of 'instances' list. Error: INVALID_ARGUMENT:
-            Expecting tensor size: 2 but got: 3`.
+            ``Failed to process element: 2 of 'instances' list. Error: INVALID_ARGUMENT:
+            Expecting tensor size: 2 but got: 3``.
 
     Example:
         >>> decode_predict_json(b'{"instances": [[1.0, 2.0], [3.0, 4.0]]}').inputs.shape

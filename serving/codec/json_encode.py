@@ -177,7 +177,7 @@ def _plain(x: Any) -> Any:
 
 
 def _dumps(document: dict[str, Any], values: dict[str, np.ndarray], row_format: bool) -> bytes:
-    """orjson, with its `null`s for non-finite floats turned into TF's tokens."""
+    """orjson, with the ``null`` it writes for non-finite floats turned into TF's tokens."""
     text = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     if not any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in values.values()):
         return text
@@ -195,8 +195,8 @@ def encode_predict_json(outputs: Mapping[str, np.ndarray], row_format: bool) -> 
 
     Row format (the request used ``instances``): ``{"predictions": [...]}``, one entry
     per batch row; a single output drops its name, several give one object per row.
-    Columnar (``inputs``): ``{"outputs": tensor}`` for one output, `{"outputs": {name:
-    tensor}}` for several; a rank-0 tensor is a bare value. String outputs whose name
+    Columnar (``inputs``): ``{"outputs": tensor}`` for one output, ``{"outputs": {name:
+    tensor}}`` for several; a rank-0 tensor is a bare value. String outputs whose name
     ends in ``_bytes`` are written as ``{"b64": ...}``, other strings as UTF-8 text
     (invalid bytes become U+FFFD). NaN and infinities are written as ``NaN``,
     ``Infinity``, ``-Infinity``. See the module docstring for number spelling.
@@ -206,8 +206,8 @@ def encode_predict_json(outputs: Mapping[str, np.ndarray], row_format: bool) -> 
         row_format: True to answer ``predictions``, False for ``outputs``.
 
     Raises:
-        ServingError: INVALID_ARGUMENT `Failed to write JSON value for tensor type:
-            half` (only float, double, int8/16/32/64, uint8/32/64, bool and string
+        ServingError: INVALID_ARGUMENT ``Failed to write JSON value for tensor type:
+            half`` (only float, double, int8/16/32/64, uint8/32/64, bool and string
             can be written), ``Tensor name: y has no shape information `` (rank 0 in
             row format), ``Tensor name: b has inconsistent batch size: 1 expecting: 2``,
             ``Cannot convert empty tensor map to JSON``.

@@ -250,8 +250,8 @@ def coerce_to_dtype(
 
     Raises:
         ServingError: INVALID_ARGUMENT with TensorFlow Serving's message for the first
-            rejected value, e.g. `JSON Value: 1.5 Type: Number is not of expected
-            type: int32`; UNIMPLEMENTED for dtypes JSON cannot express (columnar).
+            rejected value, e.g. ``JSON Value: 1.5 Type: Number is not of expected
+            type: int32``; UNIMPLEMENTED for dtypes JSON cannot express (columnar).
     """
     dt = resolve(dtype)
     a = np.asarray(value)

@@ -1,9 +1,9 @@
 """Prometheus metrics, defined once, with TensorFlow Serving's names, labels and buckets.
 
-Names and bucket layouts follow ``util/prometheus_exporter.cc`` and the recording sites listed in
-the contract (``servables/tensorflow/util.cc``, ``batching/batching_session.cc``, TF core's
-SavedModel loader). The page is rendered the way TensorFlow Serving renders it: ``# TYPE`` lines
-only, counters without prometheus-client's ``_total`` suffix, no ``_created`` series.
+Names and bucket layouts follow TensorFlow Serving's ``util/prometheus_exporter.cc`` and the
+sites that record them (``servables/tensorflow/util.cc``, ``batching/batching_session.cc``, TF
+core's SavedModel loader). The page is rendered the way TensorFlow Serving renders it: ``# TYPE``
+lines only, counters without prometheus-client's ``_total`` suffix, no ``_created`` series.
 
 Beyond TensorFlow Serving (prefix ``:platform:``): latency per signature and version, requests in
 flight (the autoscaling signal), batch queue depth, versions loaded per model, requests whose

@@ -15,7 +15,7 @@ others after their directories.
 Left out:
 
 * ``test_tf_text``: needs the TF Text ops and ``tf_text_regression/01/saved_model.pb``, which
-  TF Serving ships without a generator (and the reference copy lacks).
+  TF Serving ships without a generator.
 * ``_TestBadModel`` / ``_TestBadModelUpconvertedSavedModel`` are helpers no test calls (the
   first passes a tuple as the path); their FAILED_PRECONDITION dates from SessionBundle
   up-conversion, which TF Serving has removed. ``test_bad_model_keeps_server_from_starting``

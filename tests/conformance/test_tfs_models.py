@@ -22,6 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tests import tfs_models as tfs_models_lib
 from tf_serving_platform.servectl.commands.inspect_cmd import describe_model
+from tf_serving_platform.serving.engine.config_protos import BatchingParameters, MonitoringConfig
 
 ANY, NO_SHAPE = "unknown rank", "no shape recorded"
 F, S, F_REF = "DT_FLOAT", "DT_STRING", "DT_FLOAT_REF"
@@ -119,17 +120,6 @@ TFLITE_MODELS = {
             "ParseExample/ParseExampleV2": ("ParseExample/ParseExampleV2:0", F, ROW),
             "ParseExample/ParseExampleV2:1": ("ParseExample/ParseExampleV2:1", S, ROW)})}),
 }
-
-BATCHING_CONFIG = """max_batch_size { value: 128 }
-batch_timeout_micros { value: 0 }
-max_enqueued_batches { value: 1000000 }
-num_batch_threads { value: 8 }
-"""
-MONITORING_CONFIG = """prometheus_config: {
-  enable: true,
-  path: "/monitoring/prometheus/metrics"
-}
-"""
 
 
 def _shape(info: meta_graph_pb2.TensorInfo):
@@ -251,8 +241,15 @@ def test_config_files(tfs_models):
     assert bad == "improperly formatted file"
     with pytest.raises(text_format.ParseError):
         text_format.Parse(bad, model_server_config_pb2.ModelServerConfig())
-    assert tfs_models["batching_config"].read_text() == BATCHING_CONFIG
-    assert tfs_models["monitoring_config"].read_text() == MONITORING_CONFIG
+    batching = text_format.Parse(tfs_models["batching_config"].read_text(),
+                                 BatchingParameters())
+    assert (batching.max_batch_size.value, batching.batch_timeout_micros.value,
+            batching.max_enqueued_batches.value, batching.num_batch_threads.value) == (
+        128, 0, 1000000, 8)
+    monitoring = text_format.Parse(tfs_models["monitoring_config"].read_text(),
+                                   MonitoringConfig())
+    assert (monitoring.prometheus_config.enable, monitoring.prometheus_config.path) == (
+        True, "/monitoring/prometheus/metrics")
 
 
 def _json_signature(entry: tuple) -> dict:
@@ -279,69 +276,42 @@ def test_expected_metadata_files(tfs_models, key, name, signatures):
             k: _json_signature(v) for k, v in signatures.items()}}}}
 
 
+# saved_model_half_plus_two_cpu's signatures as `servectl inspect` shows them; each version of
+# saved_model_half_plus_two_2_versions shows them after one more, classify_x2_to_y3.
+HALF_PLUS_TWO_INSPECTED = """\
+    signature 'classify_x_to_y' (tensorflow/serving/classify)
+      in   inputs: string ? (tf_example:0)
+      out  scores: float32 [?, 1] (y:0)
+    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  outputs: float32 [?, 1] (y3:0)
+    signature 'regress_x_to_y' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y:0)
+    signature 'regress_x_to_y2' (tensorflow/serving/regress)
+      in   inputs: string ? (tf_example:0)
+      out  outputs: float32 [?, 1] (y2:0)
+    signature 'serving_default' (tensorflow/serving/predict)
+      in   x: float32 [?, 1] (x:0)
+      out  y: float32 [?, 1] (y:0)
+"""
+CLASSIFY_X2_TO_Y3_INSPECTED = """\
+    signature 'classify_x2_to_y3' (tensorflow/serving/classify)
+      in   inputs: float32 [?, 1] (x2:0)
+      out  scores: float32 [?, 1] (y3:0)
+"""
+
 # What `servectl inspect` shows for TensorFlow Serving's own copies of these models (its testdata at
 # commit 9d981c5c), captured once: the generated models must show exactly the same.
 INSPECTED = {
-    'saved_model_half_plus_two_cpu': """\
-saved_model_half_plus_two_cpu: versions 00000123
-  version 00000123: SavedModel
-    signature 'classify_x_to_y' (tensorflow/serving/classify)
-      in   inputs: string ? (tf_example:0)
-      out  scores: float32 [?, 1] (y:0)
-    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
-      in   inputs: float32 [?, 1] (x2:0)
-      out  outputs: float32 [?, 1] (y3:0)
-    signature 'regress_x_to_y' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y:0)
-    signature 'regress_x_to_y2' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y2:0)
-    signature 'serving_default' (tensorflow/serving/predict)
-      in   x: float32 [?, 1] (x:0)
-      out  y: float32 [?, 1] (y:0)
-""",
-    'saved_model_half_plus_two_2_versions': """\
-saved_model_half_plus_two_2_versions: versions 00000123, 00000124
-  version 00000123: SavedModel
-    signature 'classify_x2_to_y3' (tensorflow/serving/classify)
-      in   inputs: float32 [?, 1] (x2:0)
-      out  scores: float32 [?, 1] (y3:0)
-    signature 'classify_x_to_y' (tensorflow/serving/classify)
-      in   inputs: string ? (tf_example:0)
-      out  scores: float32 [?, 1] (y:0)
-    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
-      in   inputs: float32 [?, 1] (x2:0)
-      out  outputs: float32 [?, 1] (y3:0)
-    signature 'regress_x_to_y' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y:0)
-    signature 'regress_x_to_y2' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y2:0)
-    signature 'serving_default' (tensorflow/serving/predict)
-      in   x: float32 [?, 1] (x:0)
-      out  y: float32 [?, 1] (y:0)
-  version 00000124: SavedModel
-    signature 'classify_x2_to_y3' (tensorflow/serving/classify)
-      in   inputs: float32 [?, 1] (x2:0)
-      out  scores: float32 [?, 1] (y3:0)
-    signature 'classify_x_to_y' (tensorflow/serving/classify)
-      in   inputs: string ? (tf_example:0)
-      out  scores: float32 [?, 1] (y:0)
-    signature 'regress_x2_to_y3' (tensorflow/serving/regress)
-      in   inputs: float32 [?, 1] (x2:0)
-      out  outputs: float32 [?, 1] (y3:0)
-    signature 'regress_x_to_y' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y:0)
-    signature 'regress_x_to_y2' (tensorflow/serving/regress)
-      in   inputs: string ? (tf_example:0)
-      out  outputs: float32 [?, 1] (y2:0)
-    signature 'serving_default' (tensorflow/serving/predict)
-      in   x: float32 [?, 1] (x:0)
-      out  y: float32 [?, 1] (y:0)
-""",
+    'saved_model_half_plus_two_cpu': (
+        "saved_model_half_plus_two_cpu: versions 00000123\n"
+        "  version 00000123: SavedModel\n" + HALF_PLUS_TWO_INSPECTED),
+    'saved_model_half_plus_two_2_versions': (
+        "saved_model_half_plus_two_2_versions: versions 00000123, 00000124\n"
+        + "".join(f"  version {version}: SavedModel\n"
+                  + CLASSIFY_X2_TO_Y3_INSPECTED + HALF_PLUS_TWO_INSPECTED
+                  for version in ("00000123", "00000124"))),
     'saved_model_half_plus_three': """\
 saved_model_half_plus_three: versions 00000123
   version 00000123: SavedModel

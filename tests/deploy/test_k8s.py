@@ -306,7 +306,8 @@ def test_flags_are_real_and_consistent(rendered, target):
     assert flags["port"] != flags["rest_api_port"]
     assert flags["enable_batching"] == "true"  # a batching file without it aborts the server
     assert int(flags["model_config_file_poll_wait_seconds"]) > 0
-    # Labels in models.config must not keep a new replica from starting (contract 5.3).
+    # Labels in models.config must not keep a new replica from starting: TF Serving refuses a
+    # label on a version that is not yet available unless this flag is set.
     assert flags["allow_version_labels_for_unavailable_models"] == "true"
     # TensorFlow sizes its thread pools from the node; match the container's CPU limit.
     limit = str(_server(rendered[target])["resources"]["limits"]["cpu"])

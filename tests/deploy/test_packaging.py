@@ -1,6 +1,7 @@
 """The distribution installs one top-level import package, ``tf_serving_platform``, over the
-layout's folders, so no other distribution's ``serving`` or ``models`` can clash with it; and
-no code imports a folder by its bare name, which would work in a checkout only."""
+layout's folders, so no other distribution's ``serving`` or ``models`` can clash with it; no
+code imports a folder by its bare name, which would work in a checkout only; and no package
+imports one above it (the layers of the README's architecture section)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,59 @@ FOLDERS = ("models", "export", "serving", "servectl", "loadtest")
 """The installed folders; benchmarks/ and tests/ run from a checkout only."""
 
 
-def _bare_imports(path: Path) -> list[str]:
+LAYERS = (("tests",), ("benchmarks",), ("servectl",), ("loadtest", "export"),
+          ("models", "serving.client", "serving.engine"), ("serving.codec",), ("serving",))
+"""Top first; ``serving`` is its own modules (errors, versions, tables, ...)."""
+RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
+SERVING_PACKAGES = ("client", "engine", "codec")
+
+
+def _python_files() -> list[str]:
+    return subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                           "*.py"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, dotted name)`` of every absolute import, those inside functions too; for
+    ``from a import b``, ``a.b`` (``b`` may be a module)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and \
-            node.module else []
-        found += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
-                  if n.split(".")[0] in FOLDERS]
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
     return found
 
 
+def _unit(dotted: str) -> str | None:
+    """The layer unit a module belongs to (``serving.engine``, ``loadtest``, ...), or None for
+    a module outside the project."""
+    parts = dotted.removeprefix(f"{IMPORT_PACKAGE}.").split(".")
+    if parts[0] == "serving" and len(parts) > 1 and parts[1] in SERVING_PACKAGES:
+        return f"serving.{parts[1]}"
+    return parts[0] if parts[0] in RANK else None
+
+
 def test_no_module_imports_a_folder_by_its_bare_name():
-    files = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    bare = [line for f in files for line in _bare_imports(ROOT / f)]
+    bare = [f"{f}:{line}: {name}" for f in _python_files() for line, name in _imports(ROOT / f)
+            if name.split(".")[0] in FOLDERS]
     assert not bare, "\n".join(bare)
+
+
+def test_no_package_imports_one_above_it_or_beside_it():
+    upward = []
+    for f in _python_files():
+        here = _unit(f.removesuffix(".py").replace("/", "."))
+        for line, name in _imports(ROOT / f):
+            there = _unit(name)
+            if there is not None and there != here and RANK[there] <= RANK[here]:
+                upward.append(f"{f}:{line}: {here} imports {there} ({name})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layers_name_every_package():
+    assert {_unit(f.removesuffix(".py").replace("/", ".")) for f in _python_files()} == set(RANK)
 
 
 def _source_tree(into: Path) -> Path:

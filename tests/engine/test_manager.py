@@ -22,7 +22,7 @@ CONFIG = tf.compat.v1.ConfigProto()
 
 
 class GatedLoader:
-    """Loads with `load_saved_model`, each held version once its gate opens."""
+    """Loads with ``load_saved_model``, each held version once its gate opens."""
 
     def __init__(self) -> None:
         self.gates: dict[tuple[str, int], threading.Event] = {}

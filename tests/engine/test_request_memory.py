@@ -127,7 +127,7 @@ def test_a_large_body_is_decoded_while_the_event_loop_serves_others(engine):
 
 def test_a_burst_that_held_memory_gives_the_freed_pages_back():
     """In-process: glibc keeps freed pages for reuse, so a process stays at its peak after a
-    burst (the issue: 4 GB resident after one, from 0.75 GB). Here 390 MB of 4 KB blocks are
+    burst (4 GB resident after one was seen, from 0.75 GB before it). Here 390 MB of 4 KB blocks are
     freed around survivors, so glibc cannot give them back by itself; the end of a reservation
     of ``TRIM_AFTER_BYTES`` makes the engine trim them."""
     blocks = [bytearray(4000) for _ in range(100_000)]

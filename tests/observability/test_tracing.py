@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from tests.otlp_receiver import OtlpReceiver, otlp_receiver_fixture  # noqa: F401 - the fixture
+from benchmarks.otlp_receiver import OtlpReceiver
 from tf_serving_platform.serving.client.tracing import grpc_metadata, inject_headers
 from tf_serving_platform.serving.engine.tracing import Tracing, parse_endpoint, wall_ns
 

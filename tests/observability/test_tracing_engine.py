@@ -15,7 +15,6 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.helpers import models_config
-from tests.otlp_receiver import otlp_receiver_fixture  # noqa: F401 - the fixture
 from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client import RestClient

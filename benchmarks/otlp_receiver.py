@@ -1,4 +1,5 @@
-"""A real OTLP/gRPC trace receiver for tests: what a collector would be sent, flattened.
+"""A real OTLP/gRPC trace receiver for the tests and the tracing benchmark: what a collector
+would be sent, flattened.
 
 The exporter under test speaks the real protocol to it (``TraceService.Export`` on a gRPC server
 on 127.0.0.1, an ephemeral port), so a test sees exactly what leaves the process: ids, parents,
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
-import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 T = TypeVar("T")
@@ -152,15 +152,6 @@ class OtlpReceiver:
         self.close()
 
 
-@pytest.fixture(name="otlp_receiver")
-def otlp_receiver_fixture():
-    """``otlp_receiver``: a fresh :class:`OtlpReceiver` per test. Import this function into a
-    test module (or conftest) and ask for ``otlp_receiver``: named apart, so the test's argument
-    does not shadow the import."""
-    with OtlpReceiver() as receiver:
-        yield receiver
-
-
 def format_trace(spans: list[ReceivedSpan]) -> str:
     """One trace as an indented tree: name, duration, attributes, and the spans it links to."""
     by_parent: dict[str, list[ReceivedSpan]] = {}
@@ -183,7 +174,7 @@ def format_trace(spans: list[ReceivedSpan]) -> str:
 
 
 def main() -> None:
-    """``python -m tests.otlp_receiver --port 4317``: print each trace as a tree once no span
+    """``python -m benchmarks.otlp_receiver --port 4317``: print each trace as a tree once no span
     of it has arrived for two seconds (for looking at what the engine exports)."""
     import argparse
 
