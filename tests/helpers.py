@@ -105,7 +105,7 @@ def http_json(url: str, body: dict | None = None, timeout: float = 60) -> tuple[
 
 
 def send(engine: EngineProcess, request: str, body: Any = None,
-         headers: dict | None = None) -> tuple[int, str | None, bytes]:
+         headers: dict | None = None, timeout: float = 30) -> tuple[int, str | None, bytes]:
     """``request`` is ``"METHOD /path"``; ``body`` is JSON-encoded unless str or bytes.
 
     Returns ``(status, Content-Type, raw body)``.
@@ -115,7 +115,7 @@ def send(engine: EngineProcess, request: str, body: Any = None,
         body = json.dumps(body)
     if isinstance(body, str):
         body = body.encode()  # http.client would send str as Latin-1
-    connection = http.client.HTTPConnection("127.0.0.1", engine.rest_port, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", engine.rest_port, timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -125,18 +125,23 @@ def send(engine: EngineProcess, request: str, body: Any = None,
 
 
 def send_json(engine: EngineProcess, request: str, body: Any = None,
-              headers: dict | None = None) -> tuple[int, Any]:
+              headers: dict | None = None, timeout: float = 30) -> tuple[int, Any]:
     """``(status, parsed body)`` of a /v1 request, whose answer must be JSON."""
-    status, content_type, raw = send(engine, request, body, headers)
+    status, content_type, raw = send(engine, request, body, headers, timeout)
     assert content_type == "application/json", (content_type, raw)
     return status, json.loads(raw, parse_constant=str)
 
 
+def metrics_page(rest_url: str) -> str:
+    """An engine's Prometheus page, which must be served as text."""
+    with urllib.request.urlopen(rest_url + METRICS_PATH, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.read().decode()
+
+
 def metric(rest_url: str, prefix: str) -> float:
     """The sum of the samples on an engine's metrics page whose line starts with ``prefix``."""
-    with urllib.request.urlopen(rest_url + METRICS_PATH, timeout=5) as response:
-        page = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_page(rest_url).splitlines()
                if line.startswith(prefix))
 
 
