@@ -132,9 +132,9 @@ def send_json(engine: EngineProcess, request: str, body: Any = None,
     return status, json.loads(raw, parse_constant=str)
 
 
-def metrics_page(rest_url: str) -> str:
-    """An engine's Prometheus page, which must be served as text."""
-    with urllib.request.urlopen(rest_url + METRICS_PATH, timeout=10) as response:
+def metrics_page(rest_url: str, path: str = METRICS_PATH) -> str:
+    """An engine's Prometheus page (at ``path``), which must be served as text."""
+    with urllib.request.urlopen(rest_url + path, timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         return response.read().decode()
 

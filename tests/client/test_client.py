@@ -9,6 +9,7 @@ requests for the no-retry and round-robin tests and hold a call past its deadlin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import logging
@@ -25,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import models_config, run_servectl
+from tests.helpers import metrics_page, models_config, run_servectl, serving
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.commands.predict_cmd import image_input
 from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
@@ -104,20 +105,20 @@ def replicas(test_models, tmp_path_factory):
                                     labels={HPT: {"stable": 1}}))
     monitoring = base / "monitoring.config"
     monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
-    engines = [EngineProcess(f"--model_config_file={config}",
-                             f"--monitoring_config_file={monitoring}",
-                             "--allow_version_labels_for_unavailable_models").start(wait=None)
-               for _ in range(3)]
-    for e in engines:
-        e.wait_for("/readyz")
-    yield engines
-    for e in engines:
-        assert e.stop() == 0, e.log()
+    with contextlib.ExitStack() as stack:  # three started at once, then waited for
+        engines = [stack.enter_context(serving(f"--model_config_file={config}",
+                                               f"--monitoring_config_file={monitoring}",
+                                               "--allow_version_labels_for_unavailable_models",
+                                               wait=None))
+                   for _ in range(3)]
+        for e in engines:
+            e.wait_for("/readyz")
+        yield engines
 
 
 def request_count(engine: EngineProcess, model: str, status: str) -> int:
     """TF Serving's ``:tensorflow:serving:request_count`` from the engine's metrics page."""
-    page = urllib.request.urlopen(engine.rest_url + METRICS, timeout=10).read().decode()
+    page = metrics_page(engine.rest_url, METRICS)
     found = re.search(rf':tensorflow:serving:request_count{{model_name="{re.escape(model)}",'
                       rf'status="{status}"}} (\d+)', page)
     return int(found.group(1)) if found else 0
@@ -387,13 +388,12 @@ def test_mutual_tls_on_both_wires(test_models, tmp_path):
         f"server_key: {pem['server.key']} server_cert: {pem['server.pem']} "
         f"custom_ca: {pem['ca.pem']} client_verify: true\n")
     (tmp_path / "models.config").write_text(models_config({HPT: test_models[HPT]}))
-    engine = EngineProcess(f"--model_config_file={tmp_path / 'models.config'}",
-                           f"--ssl_config_file={tmp_path / 'ssl.config'}",
-                           "--rest_api_enable_ssl").start(wait=None)
-    url, ca = f"https://127.0.0.1:{engine.rest_port}", tmp_path / "ca.pem"
-    mine = {"verify": ca, "cert": (tmp_path / "client.pem", tmp_path / "client.key")}
-    once = RetryPolicy(max_attempts=1)
-    try:
+    with serving(f"--model_config_file={tmp_path / 'models.config'}",
+                 f"--ssl_config_file={tmp_path / 'ssl.config'}", "--rest_api_enable_ssl",
+                 wait=None) as engine:
+        url, ca = f"https://127.0.0.1:{engine.rest_port}", tmp_path / "ca.pem"
+        mine = {"verify": ca, "cert": (tmp_path / "client.pem", tmp_path / "client.key")}
+        once = RetryPolicy(max_attempts=1)
         with RestClient(url, retry=RetryPolicy(600, 0.05, 0.1), timeout_s=60, **mine) as c:
             wait_until_available(c)
         for kind in ("rest", "async_rest"):
@@ -409,8 +409,6 @@ def test_mutual_tls_on_both_wires(test_models, tmp_path):
             with untrusted, pytest.raises(ServingClientError) as raised:
                 untrusted.status(HPT)
             assert raised.value.code == grpc.StatusCode.UNAVAILABLE
-    finally:
-        assert engine.stop() == 0, engine.log()
 
 
 def test_servectl_predict_prints_outputs_and_latency(engine, tmp_path):

@@ -61,6 +61,7 @@ from tests.helpers import (
     request,
     send,
     send_json,
+    serving,
     tensor,
     version_states,
     wait_until,
@@ -78,25 +79,16 @@ def spec(model_spec) -> tuple:
 
 
 @contextmanager
-def serving(*flags: str):
+def engine_stubs(*flags: str):
     """An engine started with ``flags`` and gRPC stubs on it (``.server``: the process).
 
     ``--max_num_load_retries=0``: a model that cannot load ends the start at once (TF Serving
     exits when an initial load fails) instead of after five retries a minute apart.
     """
-    server = EngineProcess(*flags, "--max_num_load_retries=0")
-    try:
-        server.start()
-    except BaseException:
-        server.stop()  # a start that timed out leaves the process running
-        raise
-    try:
-        with server.channel() as channel:
-            api = grpc_stubs(channel)
-            api.server = server
-            yield api
-    finally:
-        assert server.stop() == 0, server.log()
+    with serving(*flags, "--max_num_load_retries=0") as server, server.channel() as channel:
+        api = grpc_stubs(channel)
+        api.server = server
+        yield api
 
 
 def exit_status(*flags: str, timeout: float = 60) -> tuple[int | None, str]:
@@ -198,9 +190,9 @@ def tf1(tfs_models, tmp_path_factory):
     """``default`` = saved_model_half_plus_two_cpu, with the monitoring config and a gRPC Unix
     socket (TF Serving's test servers always listen on one)."""
     socket = tmp_path_factory.mktemp("uds") / "tf-serving.sock"
-    with serving(*single_model(tfs_models["saved_model_half_plus_two_cpu"]),
-                 f"--monitoring_config_file={tfs_models['monitoring_config']}",
-                 f"--grpc_socket_path={socket}") as api:
+    with engine_stubs(*single_model(tfs_models["saved_model_half_plus_two_cpu"]),
+                      f"--monitoring_config_file={tfs_models['monitoring_config']}",
+                      f"--grpc_socket_path={socket}") as api:
         api.socket = socket
         yield api
 
@@ -294,7 +286,7 @@ TF2_MODELS = ("saved_model_half_plus_two_tf2_cpu", "tf_saved_model_save",
 def tf2(tfs_models, tmp_path_factory):
     """``default`` = saved_model_half_plus_two_tf2_cpu; the others under their own names."""
     paths = {("default" if m == TF2_MODELS[0] else m): tfs_models[m] for m in TF2_MODELS}
-    with serving(config_file(tmp_path_factory.mktemp("tf2"), paths)) as api:
+    with engine_stubs(config_file(tmp_path_factory.mktemp("tf2"), paths)) as api:
         yield api
 
 
@@ -361,7 +353,7 @@ class TestTf2Models:
 
 @pytest.fixture(scope="class")
 def good_config(tfs_models):
-    with serving(f"--model_config_file={tfs_models['good_model_config']}") as api:
+    with engine_stubs(f"--model_config_file={tfs_models['good_model_config']}") as api:
         yield api
 
 
@@ -410,8 +402,8 @@ def test_model_config_reload(tfs_models, tmp_path):
     10 s; this one waits until half_plus_three answers)."""
     config = tmp_path / "model_config.txt"
     _write_config(config, "half_plus_two", tfs_models["saved_model_half_plus_two_cpu"])
-    with serving(f"--model_config_file={config}",
-                 "--model_config_file_poll_wait_seconds=1") as api:
+    with engine_stubs(f"--model_config_file={config}",
+                      "--model_config_file_poll_wait_seconds=1") as api:
         assert _answers(api, "half_plus_two")
         _write_config(config, "half_plus_three", tfs_models["saved_model_half_plus_three"])
         wait_until(lambda: _answers(api, "half_plus_three"), timeout=60)
@@ -423,8 +415,8 @@ def test_model_config_reload_with_zero_poll_period(tfs_models, tmp_path):
     answering (a window in which nothing may happen; no wait for an event)."""
     config = tmp_path / "model_config.txt"
     _write_config(config, "half_plus_two", tfs_models["saved_model_half_plus_two_cpu"])
-    with serving(f"--model_config_file={config}",
-                 "--model_config_file_poll_wait_seconds=0") as api:
+    with engine_stubs(f"--model_config_file={config}",
+                      "--model_config_file_poll_wait_seconds=0") as api:
         assert _answers(api, "half_plus_two")
         _write_config(config, "half_plus_three", tfs_models["saved_model_half_plus_three"])
         window_ends = time.monotonic() + 1.0
@@ -440,16 +432,17 @@ def test_good_grpc_channel_args(tfs_models):
     """The arguments TF Serving's test passes, plus the ``grpc.so_reuseaddr=1`` its
     ``RunServer`` appends."""
     args = "grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb,grpc.so_reuseaddr=1"
-    with serving(*single_model(tfs_models["saved_model_half_plus_two_cpu"]),
-                 f"--grpc_channel_arguments={args}") as api:
+    with engine_stubs(*single_model(tfs_models["saved_model_half_plus_two_cpu"]),
+                      f"--grpc_channel_arguments={args}") as api:
         verify_predict(api.predictions, 3.0, specify_output=False)
 
 
 def test_predict_with_batching(tfs_models):
     """``_TestPredict`` with ``batching_parameters_file`` (a path of TF Serving's test base no
     test of the file takes today): its testdata's batching config with ``--enable_batching``."""
-    with serving(*single_model(tfs_models["saved_model_half_plus_two_cpu"]), "--enable_batching",
-                 f"--batching_parameters_file={tfs_models['batching_config']}") as api:
+    with engine_stubs(*single_model(tfs_models["saved_model_half_plus_two_cpu"]),
+                      "--enable_batching",
+                      f"--batching_parameters_file={tfs_models['batching_config']}") as api:
         verify_predict(api.predictions, 3.0)
         verify_predict(api.predictions, 3.0, specify_output=False)
 
@@ -477,8 +470,8 @@ def tflite(tfs_models, tmp_path_factory):
     SignatureDef), and the variant with its SignatureDef embedded."""
     paths = {"default": tfs_models["saved_model_half_plus_two_tflite"],
              TFLITE_SIGDEF: tfs_models[TFLITE_SIGDEF]}
-    with serving(config_file(tmp_path_factory.mktemp("tflite"), paths),
-                 "--prefer_tflite_model=true") as api:
+    with engine_stubs(config_file(tmp_path_factory.mktemp("tflite"), paths),
+                      "--prefer_tflite_model=true") as api:
         yield api
 
 
@@ -542,27 +535,23 @@ def test_every_name_is_unavailable_until_the_initial_load_is_done(tmp_path, tfs_
     ``Servable`` NOT_FOUND for "ready") never sees a model still loading."""
     base = tmp_path / "later"
     base.mkdir()
-    server = EngineProcess(*single_model(base)).start(wait="healthz")
-    try:
-        with server.channel() as channel:
-            api = grpc_stubs(channel)
-            for name in ("default", "intentionally_missing_model"):
-                with pytest.raises(grpc.RpcError) as info:
-                    api.predictions.Predict(predict_pb2.PredictRequest(
-                        model_spec={"name": name}), timeout=DEADLINE)
-                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-                assert "Servable" not in info.value.details()
-            assert send_json(server, "GET /v1/models/default")[0] == 503
-            shutil.copytree(tfs_models["saved_model_half_plus_two_cpu"] / f"{VERSION:08d}",
-                            base / f"{VERSION:08d}")
-            server.wait_for("/readyz")
-            verify_predict(api.predictions, 3.0, specify_output=False)
+    with serving(*single_model(base), wait="healthz") as server, server.channel() as channel:
+        api = grpc_stubs(channel)
+        for name in ("default", "intentionally_missing_model"):
             with pytest.raises(grpc.RpcError) as info:
                 api.predictions.Predict(predict_pb2.PredictRequest(
-                    model_spec={"name": "intentionally_missing_model"}), timeout=DEADLINE)
-            assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    finally:
-        assert server.stop() == 0, server.log()
+                    model_spec={"name": name}), timeout=DEADLINE)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "Servable" not in info.value.details()
+        assert send_json(server, "GET /v1/models/default")[0] == 503
+        shutil.copytree(tfs_models["saved_model_half_plus_two_cpu"] / f"{VERSION:08d}",
+                        base / f"{VERSION:08d}")
+        server.wait_for("/readyz")
+        verify_predict(api.predictions, 3.0, specify_output=False)
+        with pytest.raises(grpc.RpcError) as info:
+            api.predictions.Predict(predict_pb2.PredictRequest(
+                model_spec={"name": "intentionally_missing_model"}), timeout=DEADLINE)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_parse_example_tflite_is_refused_with_tflites_words(tfs_models):
@@ -590,8 +579,8 @@ def handler(tfs_models, tmp_path_factory):
     version is available (TF Serving refuses labels on versions that are not)."""
     paths = {HANDLER_MODEL: tfs_models[HANDLER_MODEL]}
     policies = {HANDLER_MODEL: f" model_version_policy {{ specific {{ versions: {VERSION} }} }}"}
-    with serving(config_file(tmp_path_factory.mktemp("handler"), paths,
-                             policies=policies)) as api:
+    with engine_stubs(config_file(tmp_path_factory.mktemp("handler"), paths,
+                                  policies=policies)) as api:
         labelled = text_format.Parse(
             models_config(paths, {HANDLER_MODEL: {LABEL: VERSION}}, policies),
             model_server_config_pb2.ModelServerConfig())

@@ -30,11 +30,10 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from benchmarks.tfs_examples import models as examples
-from tests.helpers import models_config, send_json
+from tests.helpers import models_config, send_json, serving
 from tests.model_builders import save_module
 from tests.tfs_models import VERSION, expected_metadata, half_plus_three
 from tf_serving_platform.export import pipeline, sources
-from tf_serving_platform.servectl.engine_process import EngineProcess
 
 v1 = tf.compat.v1
 H3 = "saved_model_half_plus_three"
@@ -173,14 +172,13 @@ def served(tmp_path_factory):
     config.write_text(models_config(paths, labels={H3: {"stable": 123}}))
     # A label in the config that starts the server needs this flag (TF Serving refuses a label
     # to a version that is not loaded yet, and at start-up none is).
-    server = EngineProcess(f"--model_config_file={config}",
-                           "--allow_version_labels_for_unavailable_models=true").start()
-    channel = server.channel()
-    yield SimpleNamespace(server=server, paths=paths, resnet=resnet,
-                          stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
-                          mnist_images=floats[-MNIST_ROWS:], jpeg=examples.jpeg_bytes(IMAGE_SIZE))
-    channel.close()
-    assert server.stop() == 0, server.log()
+    with serving(f"--model_config_file={config}",
+                 "--allow_version_labels_for_unavailable_models=true") as server, \
+            server.channel() as channel:
+        yield SimpleNamespace(server=server, paths=paths, resnet=resnet,
+                              stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
+                              mnist_images=floats[-MNIST_ROWS:],
+                              jpeg=examples.jpeg_bytes(IMAGE_SIZE))
 
 
 def rest(served, request: str, body=None):

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers import KUBERNETES_VERSIONS
-from tf_serving_platform.servectl.engine_process import EngineProcess
+from tests.helpers import KUBERNETES_VERSIONS, metrics_page, send, serving
 from tf_serving_platform.serving.engine.options import ServerOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,14 +112,10 @@ def test_the_runtimes_command_line_serves_and_answers_its_probes(objects, test_m
                 objects["ConfigMap"]["data"]["monitoring.config"])
             value = str(tmp_path / "monitoring.config")
         flags.append(f"{name}={value}" if value else name)
-    engine = EngineProcess(*flags).start()
-    try:
+    with serving(*flags) as engine:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             path = container[probe]["httpGet"]["path"]
-            with urllib.request.urlopen(engine.rest_url + path, timeout=10) as response:
-                assert response.status == 200, probe
+            assert send(engine, f"GET {path}", timeout=10)[0] == 200, probe
         scrape = objects["ServingRuntime"]["spec"]["annotations"]["prometheus.kserve.io/path"]
-        with urllib.request.urlopen(engine.rest_url + scrape, timeout=10) as response:
-            assert b":tensorflow:cc:saved_model:load_attempt_count" in response.read()
-    finally:
-        assert engine.stop() == 0, engine.log()
+        assert ":tensorflow:cc:saved_model:load_attempt_count" in metrics_page(engine.rest_url,
+                                                                               scrape)

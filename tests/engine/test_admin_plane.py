@@ -20,6 +20,7 @@ from tests.helpers import (
     metric,
     models_config,
     monitoring_flag,
+    serving,
     wait_until,
 )
 from tests.model_builders import save_linear
@@ -53,12 +54,11 @@ def guarded(tmp_path_factory):
     root = tmp_path_factory.mktemp("admin")
     save_linear(root / "models" / "linear" / "1", a=1.0, b=0.0)
     (root / "token").write_text(TOKEN + "\n")
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={root / 'models/linear'}",
-                           f"--admin_token_file={root / 'token'}",
-                           f"--model_base_path_roots={root / 'models'}").start()
-    engine.root = root
-    yield engine
-    assert engine.stop() == 0
+    with serving("--model_name=linear", f"--model_base_path={root / 'models/linear'}",
+                 f"--admin_token_file={root / 'token'}",
+                 f"--model_base_path_roots={root / 'models'}") as engine:
+        engine.root = root
+        yield engine
 
 
 def test_a_reload_without_the_token_changes_nothing(guarded):

@@ -8,14 +8,13 @@ import re
 import signal
 import stat
 import sys
-import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.helpers import run_servectl, wait_until
+from tests.helpers import http_json, run_servectl, serving, wait_until
 from tests.model_builders import save_module
 from tf_serving_platform.export.tflite import convert
 from tf_serving_platform.servectl.engine_process import EngineProcess, children
@@ -40,10 +39,8 @@ def save_scale(path, factor: float):
 
 
 def predict_rest(engine: EngineProcess, model: str, values: list[float]) -> dict:
-    body = json.dumps({"instances": values}).encode()
-    url = f"{engine.rest_url}/v1/models/{model}:predict"
-    with urllib.request.urlopen(urllib.request.Request(url, body), timeout=30) as response:
-        return json.loads(response.read())
+    return http_json(f"{engine.rest_url}/v1/models/{model}:predict", {"instances": values},
+                     timeout=30)[1]
 
 
 def test_prefer_tflite_model_serves_model_tflite(tmp_path):
@@ -51,24 +48,19 @@ def test_prefer_tflite_model_serves_model_tflite(tmp_path):
     tflite_source = save_scale(tmp_path / "double", 2.0)          # the TFLite file: y = 2x
     (version / TFLITE_FILE).write_bytes(convert(tflite_source, "fp32"))
     flags = ("--model_name=scale", f"--model_base_path={version.parent}")
-    with_flag = EngineProcess(*flags, "--prefer_tflite_model").start()
-    without = EngineProcess(*flags).start()
-    try:
+    with serving(*flags, "--prefer_tflite_model") as with_flag, serving(*flags) as without:
         assert predict_rest(with_flag, "scale", [1.5, 2.0]) == {"predictions": [3.0, 4.0]}
         assert predict_rest(without, "scale", [1.5, 2.0]) == {"predictions": [1.5, 2.0]}
-        with urllib.request.urlopen(f"{with_flag.rest_url}/v1/models/scale/metadata") as r:
-            signature = json.loads(r.read())["metadata"]["signature_def"]["signature_def"]
+        _, metadata = http_json(f"{with_flag.rest_url}/v1/models/scale/metadata")
+        signature = metadata["metadata"]["signature_def"]["signature_def"]
         assert signature["serving_default"]["inputs"]["x"]["dtype"] == "DT_FLOAT"
-    finally:
-        assert with_flag.stop() == 0 and without.stop() == 0
 
 
 def test_grpc_on_a_unix_socket(tmp_path):
     save_scale(tmp_path / "scale" / "1", 3.0)
     socket_path = tmp_path / "grpc.sock"
-    engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
-                           f"--grpc_socket_path={socket_path}").start()
-    try:
+    with serving("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
+                 f"--grpc_socket_path={socket_path}"):
         import grpc
 
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
@@ -77,8 +69,6 @@ def test_grpc_on_a_unix_socket(tmp_path):
         request.model_spec.name = "scale"
         request.inputs["x"].CopyFrom(codec.ndarray_to_tensor_proto(np.array([2.0], "float32")))
         assert list(stub.Predict(request, timeout=10).outputs["y"].float_val) == [6.0]
-    finally:
-        assert engine.stop() == 0
 
 
 def test_corrupt_warmup_file_fails_the_load_with_its_reason(tmp_path):
@@ -153,10 +143,9 @@ def test_session_runner_answers_like_the_tf2_function(test_models, model, inputs
 
 def test_workers_share_the_ports_stop_together_and_a_dead_one_is_restarted(tmp_path):
     save_scale(tmp_path / "scale" / "1", 2.0)
-    engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
-                           "--workers=2").start()
     ready = "all configured models are available"
-    try:
+    with serving("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
+                 "--workers=2") as engine:
         # Both workers must have loaded before the pool counts as up; /readyz answers from
         # whichever worker the kernel picks, so wait on both workers' own words instead.
         wait_until(lambda: engine.log().count(ready) == 2, timeout=180)
@@ -168,8 +157,6 @@ def test_workers_share_the_ports_stop_together_and_a_dead_one_is_restarted(tmp_p
         wait_until(lambda: engine.log().count(ready) == 3, timeout=180)
         assert f"worker {workers[0]} died (signal SIGKILL); restarting it in 1s" in engine.log()
         assert predict_rest(engine, "scale", [1.0]) == {"predictions": [2.0]}
-    finally:
-        assert engine.stop() == 0, engine.log()
     assert engine.log().count("Exporting HTTP/REST API") == 3
 
 
@@ -177,14 +164,11 @@ def test_tensorflow_model_server_flags_without_effect_here_are_accepted_and_name
     """A command line written for ``tensorflow_model_server`` runs unchanged; the flags the
     embedded engine cannot honour say so once each, and defaults stay silent."""
     save_scale(tmp_path / "scale" / "1", 3.0)
-    engine = EngineProcess("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
-                           "--rest_api_num_threads=8", "--enable_profiler=false",
-                           "--per_process_gpu_memory_fraction=0.5",
-                           "--flush_filesystem_caches=true").start()
-    try:
+    with serving("--model_name=scale", f"--model_base_path={tmp_path / 'scale'}",
+                 "--rest_api_num_threads=8", "--enable_profiler=false",
+                 "--per_process_gpu_memory_fraction=0.5",
+                 "--flush_filesystem_caches=true") as engine:
         assert predict_rest(engine, "scale", [1.0]) == {"predictions": [3.0]}
-    finally:
-        assert engine.stop() == 0, engine.log()
     warned = set(re.findall(r"(--\w+) has no effect in the embedded engine", engine.log()))
     assert warned == {"--rest_api_num_threads", "--enable_profiler",
                       "--per_process_gpu_memory_fraction"}

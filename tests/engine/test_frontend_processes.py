@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -29,7 +26,15 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.helpers import metric, models_config, monitoring_flag, wait_until
+from tests.helpers import (
+    http_json,
+    linear_predict,
+    metric,
+    models_config,
+    monitoring_flag,
+    serving,
+    wait_until,
+)
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess, children
 from tf_serving_platform.serving import codec
@@ -38,14 +43,6 @@ from tf_serving_platform.serving.engine.frames import FrameChannel
 
 TENSORFLOW_LIBRARY = "_pywrap_tensorflow_internal"
 SLOW_WORK = 10_000  # rounds of a 256x256 matmul: two seconds or more on 2 cores
-
-
-def http(url: str, body: bytes | None = None, timeout: float = 60) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, body), timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def front_end_pids(engine: EngineProcess) -> set[int]:
@@ -69,12 +66,10 @@ def split(test_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("split-engine")
     config = folder / "models.config"
     config.write_text(models_config(test_models))
-    server = EngineProcess(f"--model_config_file={config}", "--frontend_processes=2",
-                           f"--request_memory_budget_bytes={40 << 30}",
-                           monitoring_flag(folder)).start()
-    wait_until(lambda: len(front_end_pids(server)) == 2)
-    yield server
-    assert server.stop() == 0, server.log()
+    with serving(f"--model_config_file={config}", "--frontend_processes=2",
+                 f"--request_memory_budget_bytes={40 << 30}", monitoring_flag(folder)) as server:
+        wait_until(lambda: len(front_end_pids(server)) == 2)
+        yield server
 
 
 CASES = [
@@ -102,11 +97,10 @@ CASES = [
 def test_rest_answers_are_the_one_process_engines(engine, split, method, path, body):
     """The same status and document (maps compared as maps: protobuf's map order differs
     from one process to the next, in one engine as in two)."""
-    data = None if body is None else json.dumps(body).encode()
-    assert method == ("POST" if data else "GET")
-    (status, got), (expected_status, expected) = (http(server.rest_url + path, data)
+    assert method == ("POST" if body is not None else "GET")
+    (status, got), (expected_status, expected) = (http_json(server.rest_url + path, body)
                                                   for server in (split, engine))
-    assert (status, json.loads(got)) == (expected_status, json.loads(expected))
+    assert (status, got) == (expected_status, expected)
 
 
 def test_grpc_answers_are_the_one_process_engines(engine, split):
@@ -137,8 +131,8 @@ def test_front_ends_hold_no_tensorflow_and_requests_are_counted_once(split):
     ok = 'request_count{model_name="strings",status="OK"}'
     before = metric(split.rest_url, f":tensorflow:serving:{ok}")
     for _ in range(6):  # new connections each: both front ends take some
-        assert http(f"{split.rest_url}/v1/models/strings:predict",
-                    json.dumps({"instances": ["a"]}).encode())[0] == 200
+        assert http_json(f"{split.rest_url}/v1/models/strings:predict",
+                         {"instances": ["a"]})[0] == 200
     wait_until(lambda: metric(split.rest_url, f":tensorflow:serving:{ok}") == before + 6)
     assert metric(split.rest_url, ':platform:requests_in_flight{entrypoint="REST"}') <= 1
 
@@ -155,14 +149,13 @@ def batching(test_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("split-batching")
     config = folder / "batching.config"
     config.write_text(BATCHING.format(size=16, timeout=60_000_000))
-    server = EngineProcess("--model_name=half_plus_two",
-                           f"--model_base_path={test_models['half_plus_two']}",
-                           "--frontend_processes=2", "--enable_batching",
-                           f"--batching_parameters_file={config}", monitoring_flag(folder),
-                           "--enable_model_warmup=false").start()
-    wait_until(lambda: len(front_end_pids(server)) == 2)
-    yield server
-    assert server.stop() == 0, server.log()
+    with serving("--model_name=half_plus_two",
+                 f"--model_base_path={test_models['half_plus_two']}",
+                 "--frontend_processes=2", "--enable_batching",
+                 f"--batching_parameters_file={config}", monitoring_flag(folder),
+                 "--enable_model_warmup=false") as server:
+        wait_until(lambda: len(front_end_pids(server)) == 2)
+        yield server
 
 
 def _read_bytes(pid: int) -> int:
@@ -182,15 +175,15 @@ def test_batches_merge_across_front_ends(batching):
     answers = [None] * 16
 
     def call(i: int) -> None:
-        answers[i] = http(f"{batching.rest_url}/v1/models/half_plus_two:predict",
-                          json.dumps({"instances": [float(i)]}).encode())
+        answers[i] = http_json(f"{batching.rest_url}/v1/models/half_plus_two:predict",
+                               {"instances": [float(i)]})
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(90)
-    assert [json.loads(body)["predictions"] for _, body in answers] == \
+    assert [body["predictions"] for _, body in answers] == \
         [[0.5 * i + 2] for i in range(16)]
     assert metric(batching.rest_url, batches) == before + 1
     assert all(_read_bytes(pid) > read_before[pid] for pid in pids)
@@ -221,12 +214,6 @@ def linear(tmp_path):
     server.kill()
 
 
-def _linear(server: EngineProcess, x: float, work: int = 0) -> tuple[int, dict]:
-    status, body = http(f"{server.rest_url}/v1/models/linear:predict",
-                        json.dumps({"inputs": {"x": [x], "work": [work]}}).encode())
-    return status, json.loads(body)
-
-
 def test_a_killed_front_end_is_restarted_while_the_other_serves(linear):
     victim, survivor = sorted(front_end_pids(linear))
     os.kill(victim, signal.SIGKILL)
@@ -234,18 +221,19 @@ def test_a_killed_front_end_is_restarted_while_the_other_serves(linear):
     # then the kernel may still queue a new connection to it, and that one is reset
     # (SO_REUSEPORT's limit, as with nginx's reuseport).
     wait_until(lambda: not Path(f"/proc/{victim}").exists())
-    assert _linear(linear, 1.0) == (200, {"outputs": [3.0]})  # the survivor answers
+    assert linear_predict(linear, 1.0) == (200, {"outputs": [3.0]})  # the survivor answers
     assert survivor in front_end_pids(linear)
     wait_until(lambda: len(front_end_pids(linear) - {victim}) == 2)
     assert "died (signal SIGKILL); restarting it" in linear.log()
     for x in range(8):
-        assert _linear(linear, float(x)) == (200, {"outputs": [2.0 * x + 1]})
+        assert linear_predict(linear, float(x)) == (200, {"outputs": [2.0 * x + 1]})
     assert metric(linear.rest_url, ":platform:requests_in_flight") <= 1
 
 
 def test_sigterm_drains_a_request_in_flight(linear):
     answer = []
-    thread = threading.Thread(target=lambda: answer.append(_linear(linear, 5.0, SLOW_WORK)))
+    thread = threading.Thread(
+        target=lambda: answer.append(linear_predict(linear, 5.0, work=SLOW_WORK)))
     thread.start()
     wait_until(lambda: metric(linear.rest_url, ':platform:requests_in_flight{entrypoint="REST"}')
                == 1)  # the slow one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from tests.helpers import (
     metric,
     models_config,
     monitoring_flag,
+    serving,
     wait_until,
 )
 from tests.model_builders import save_linear
@@ -38,20 +40,15 @@ def model_dir(tmp_path) -> Path:
 @pytest.fixture
 def engine_for(tmp_path):
     """Start an engine on a config (text) or base path; always stopped, exit status checked."""
-    started = []
-
-    def start(*flags: str, config: str | None = None, wait: str = "ready") -> EngineProcess:
-        if config is not None:
-            path = tmp_path / "models.config"
-            path.write_text(config)
-            flags = (f"--model_config_file={path}", *flags)
-        engine = EngineProcess(f"--file_system_poll_wait_seconds={POLL_S}",
-                               monitoring_flag(tmp_path), *flags)
-        started.append(engine)
-        return engine.start(wait=wait)
-    yield start
-    for engine in started:
-        assert engine.stop() == 0, engine.log()
+    with contextlib.ExitStack() as started:
+        def start(*flags: str, config: str | None = None, wait: str = "ready") -> EngineProcess:
+            if config is not None:
+                path = tmp_path / "models.config"
+                path.write_text(config)
+                flags = (f"--model_config_file={path}", *flags)
+            return started.enter_context(serving(f"--file_system_poll_wait_seconds={POLL_S}",
+                                                 monitoring_flag(tmp_path), *flags, wait=wait))
+        yield start
 
 
 def test_new_version_is_served_within_two_polls(engine_for, model_dir):

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.helpers import serving
+from tests.helpers import METRICS_PATH, http_json, metrics_page, serving
 from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 from tf_serving_platform.serving import codec
 
-METRICS_PATH = "/monitoring/prometheus/metrics"
 BATCHING = """max_batch_size { value: 8 }
 batch_timeout_micros { value: 50000 }
 max_enqueued_batches { value: 100 }
@@ -45,16 +44,8 @@ def monitored(test_models, tmp_path_factory):
 
 
 def rest_predict(engine: EngineProcess, values: list[float]) -> list[float]:
-    request = urllib.request.Request(f"{engine.rest_url}/v1/models/half_plus_two:predict",
-                                     json.dumps({"instances": values}).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["predictions"]
-
-
-def scrape(engine: EngineProcess) -> str:
-    with urllib.request.urlopen(engine.rest_url + METRICS_PATH, timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return response.read().decode()
+    return http_json(f"{engine.rest_url}/v1/models/half_plus_two:predict",
+                     {"instances": values}, timeout=30)[1]["predictions"]
 
 
 def value(page: str, sample: str) -> float:
@@ -67,7 +58,7 @@ def test_concurrent_requests_are_merged_and_padding_is_sliced_off(monitored):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: rest_predict(monitored, [float(i)]), range(8)))
     assert answers == [[0.5 * i + 2] for i in range(8)]
-    page = scrape(monitored)
+    page = metrics_page(monitored.rest_url)
     batching = ":tensorflow:serving:batching_session:"
     batches = value(page, f"{batching}processed_batch_size_count{{}}")
     rows = value(page, f"{batching}input_batch_size_sum{{}}")
@@ -85,7 +76,7 @@ def test_tf_serving_names_types_and_labels(monitored, test_models):
     request.model_spec.name = "nope"
     with pytest.raises(Exception):  # noqa: B017 - NOT_FOUND, counted below
         stub.Predict(request, timeout=10)
-    page = scrape(monitored)
+    page = metrics_page(monitored.rest_url)
     assert "# TYPE :tensorflow:serving:request_count counter" in page
     assert "# TYPE :tensorflow:serving:request_latency histogram" in page
     assert "# HELP" not in page and "_total{" not in page and "_created" not in page
@@ -143,8 +134,9 @@ def test_a_real_prometheus_scrapes_the_request_counter(monitored, tmp_path):
             time.sleep(0.5)
         assert result, "Prometheus never stored a sample of the request counter"
         scraped = float(result[0]["value"][1])
-        exported = value(scrape(monitored), ':tensorflow:serving:request_count{model_name='
-                                            '"half_plus_two",status="OK"}')
+        exported = value(metrics_page(monitored.rest_url),
+                         ':tensorflow:serving:request_count{model_name="half_plus_two",'
+                         'status="OK"}')
         assert 1 <= scraped <= exported
     finally:
         server.terminate()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import socket
 import threading
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
@@ -21,7 +19,7 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from benchmarks.lifecycle import memory_bytes
-from tests.helpers import metric, monitoring_flag, wait_until
+from tests.helpers import metric, monitoring_flag, send, serving, wait_until
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving import codec
@@ -42,11 +40,9 @@ MIB = 1 << 20
 def engine(tmp_path_factory):
     folder = tmp_path_factory.mktemp("request-memory")
     save_linear(folder / "linear" / "1", a=1.0, b=0.0)
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={folder / 'linear'}",
-                           f"--request_memory_budget_bytes={BUDGET}", monitoring_flag(folder)
-                           ).start()
-    yield engine
-    assert engine.stop() == 0
+    with serving("--model_name=linear", f"--model_base_path={folder / 'linear'}",
+                 f"--request_memory_budget_bytes={BUDGET}", monitoring_flag(folder)) as engine:
+        yield engine
 
 
 def peak_rss(engine: EngineProcess) -> int:
@@ -55,13 +51,8 @@ def peak_rss(engine: EngineProcess) -> int:
 
 
 def post(engine: EngineProcess, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{engine.rest_url}/v1/models/linear:predict", body,
-                                     headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, orjson.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, orjson.loads(e.read() or b"{}")
+    status, _, raw = send(engine, "POST /v1/models/linear:predict", body, headers, timeout=120)
+    return status, orjson.loads(raw or b"{}")
 
 
 def test_a_tensor_that_declares_more_than_it_carries_is_refused_before_allocation(engine):

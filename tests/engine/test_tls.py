@@ -17,7 +17,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
+from tests.helpers import metrics_page, serving
+from tf_serving_platform.servectl.engine_process import free_port
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.config_protos import SSLConfig
 
@@ -54,23 +55,20 @@ def secured(test_models, tmp_path_factory):
     (folder / "ssl.config").write_text(text_format.MessageToString(config))
     (folder / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     admin = free_port()
-    engine = EngineProcess("--model_name=half_plus_two",
-                           f"--model_base_path={test_models['half_plus_two']}",
-                           f"--ssl_config_file={folder / 'ssl.config'}", "--rest_api_enable_ssl",
-                           f"--admin_address=127.0.0.1:{admin}",
-                           f"--monitoring_config_file={folder / 'monitoring.config'}",
-                           f"--rest_api_idle_timeout_seconds={HANDSHAKE_S}")
-    engine.start(wait=None)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2)
-            break
-        except OSError:
-            assert engine.process.poll() is None, engine.log()
-            time.sleep(0.2)
-    yield engine, pki, folder, admin
-    assert engine.stop() == 0, engine.log()
+    with serving("--model_name=half_plus_two", f"--model_base_path={test_models['half_plus_two']}",
+                 f"--ssl_config_file={folder / 'ssl.config'}", "--rest_api_enable_ssl",
+                 f"--admin_address=127.0.0.1:{admin}",
+                 f"--monitoring_config_file={folder / 'monitoring.config'}",
+                 f"--rest_api_idle_timeout_seconds={HANDSHAKE_S}", wait=None) as engine:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2)
+                break
+            except OSError:
+                assert engine.process.poll() is None, engine.log()
+                time.sleep(0.2)
+        yield engine, pki, folder, admin
 
 
 def predict(channel) -> list[float]:
@@ -117,9 +115,7 @@ def test_rest_mutual_tls(secured):
 
 def test_health_and_metrics_live_on_the_admin_address_only(secured):
     engine, _, folder, admin = secured
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/monitoring/prometheus/metrics",
-                                timeout=5) as response:
-        assert b":tensorflow:serving:request_count" in response.read()
+    assert ":tensorflow:serving:request_count" in metrics_page(f"http://127.0.0.1:{admin}")
     context = ssl.create_default_context(cafile=str(folder / "ca.pem"))
     context.load_cert_chain(str(folder / "client.pem"), str(folder / "client.key"))
     with pytest.raises(urllib.error.HTTPError) as missing:

@@ -16,6 +16,7 @@ from tests.helpers import (
     linear_in_background,
     metric,
     monitoring_flag,
+    serving,
     wait_until,
 )
 from tests.model_builders import save_linear
@@ -39,11 +40,10 @@ def grpc_serving(engine: EngineProcess) -> bool:
 @pytest.fixture
 def watched(tmp_path):
     save_linear(tmp_path / "linear" / "1", a=1.0, b=0.0)
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
-                           monitoring_flag(tmp_path),
-                           "--stall_timeout_seconds=1", "--grace_period_seconds=1").start()
-    yield engine
-    engine.stop()
+    with serving("--model_name=linear", f"--model_base_path={tmp_path / 'linear'}",
+                 monitoring_flag(tmp_path), "--stall_timeout_seconds=1",
+                 "--grace_period_seconds=1", exit_code=None) as engine:
+        yield engine
 
 
 def test_a_stuck_model_run_fails_health_with_its_reason_then_recovers(watched):

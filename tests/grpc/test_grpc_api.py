@@ -39,11 +39,11 @@ from tests.helpers import (
     models_config,
     multi,
     request,
+    serving,
     tensor,
     version_states,
     wait_until,
 )
-from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving.engine.grpc_api import _abort_on_error
 from tf_serving_platform.serving.engine.tracing import OFF
 from tf_serving_platform.serving.errors import ServingError
@@ -376,10 +376,9 @@ def own(test_models, tmp_path_factory):
     paths = {name: base / name for name in ("m", "extra", "shared")}
     config = base / "models.config"
     config.write_text(models_config(paths, policies=POLICIES))
-    server = EngineProcess(f"--model_config_file={config}", "--max_num_load_retries=0").start()
-    with server.channel() as channel:
+    with (serving(f"--model_config_file={config}", "--max_num_load_retries=0") as server,
+          server.channel() as channel):
         yield grpc_stubs(channel, paths)
-    assert server.stop() == 0, server.log()
 
 
 def reload_request(paths, labels=None):

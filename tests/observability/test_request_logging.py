@@ -7,9 +7,6 @@ what was sent and answered.
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import grpc
 import numpy as np
 import pytest
@@ -24,8 +21,15 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.helpers import metric, models_config, monitoring_flag, serving, wait_until
-from tf_serving_platform.servectl.engine_process import EngineProcess
+from tests.helpers import (
+    metric,
+    models_config,
+    monitoring_flag,
+    send,
+    send_json,
+    serving,
+    wait_until,
+)
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.engine.request_log import read_logs
 
@@ -48,11 +52,10 @@ def logged(test_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("request-logging")
     config = folder / "models.config"
     config.write_text(config_text(test_models, folder / "logs" / HPT))
-    server = EngineProcess(f"--model_config_file={config}", "--frontend_processes=2",
-                           monitoring_flag(folder)).start()
-    server.prefix = folder / "logs" / HPT
-    yield server
-    assert server.stop() == 0, server.log()
+    with serving(f"--model_config_file={config}", "--frontend_processes=2",
+                 monitoring_flag(folder)) as server:
+        server.prefix = folder / "logs" / HPT
+        yield server
 
 
 def records(engine, count: int) -> list:
@@ -62,11 +65,10 @@ def records(engine, count: int) -> list:
 
 
 def rest_predict(engine, body: dict, request_id: str, model: str = HPT) -> dict:
-    request = urllib.request.Request(f"{engine.rest_url}/v1/models/{model}:predict",
-                                     data=json.dumps(body).encode(),
-                                     headers={"x-request-id": request_id})
-    with urllib.request.urlopen(request, timeout=T) as response:
-        return json.loads(response.read())
+    status, answer = send_json(engine, f"POST /v1/models/{model}:predict", body,
+                               {"x-request-id": request_id}, timeout=T)
+    assert status == 200, answer
+    return answer
 
 
 def reload(engine, text: str):
@@ -189,10 +191,8 @@ def test_logged_traffic_replayed_against_a_second_engine_answers_the_same(
             assert answer == logged_answer, request.api
     for request in replayed[:4]:  # REST has all but MultiInference
         assert request.rest_path is not None
-        with urllib.request.urlopen(urllib.request.Request(
-                second_engine.rest_url + request.rest_path, data=request.rest_body),
-                timeout=T) as response:
-            assert response.status == 200
+        assert send(second_engine, f"POST {request.rest_path}", request.rest_body,
+                    timeout=T)[0] == 200
 
 
 def test_servectl_loadtest_replays_the_log_over_both_wires(logged, traffic, second_engine,
@@ -224,12 +224,9 @@ def test_servectl_export_takes_its_warmup_from_the_log(logged, traffic, test_mod
                if w.HasField("predict_log"))
     assert not any(w.predict_log.request.model_spec.HasField("version") for w in warmup)
     assert not any(w.predict_log.HasField("response") for w in warmup)
-    served = EngineProcess(f"--model_base_path={tmp_path / 'replayed'}",
-                           "--model_name=replayed").start()  # every record replays at load
-    try:
+    with serving(f"--model_base_path={tmp_path / 'replayed'}",
+                 "--model_name=replayed") as served:  # every record replays at load
         assert f"replayed version 1: replayed {len(warmup)} warmup records" in served.log()
-    finally:
-        assert served.stop() == 0, served.log()
     missing = run_servectl("export", str(test_models[HPT] / "1"), "--base-path", str(tmp_path),
                            "--name", "other", "--warmup-from", str(tmp_path / "none"))
     assert missing.returncode == 2 and "no request log files there" in missing.stderr

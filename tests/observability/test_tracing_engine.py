@@ -6,16 +6,13 @@ batch) arrives with model, version, signature and batch size."""
 from __future__ import annotations
 
 import contextlib
-import json
-import urllib.request
 
 import numpy as np
 from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.helpers import models_config
-from tf_serving_platform.servectl.engine_process import EngineProcess
+from tests.helpers import models_config, send_json, serving
 from tf_serving_platform.serving import codec
 from tf_serving_platform.serving.client import RestClient
 
@@ -59,16 +56,11 @@ def _tree(receiver, trace_id: str, caller_span: str, name: str) -> dict:
 def test_a_batched_request_span_tree_over_both_wires(test_models, tmp_path, otlp_receiver):
     config = tmp_path / "models.config"
     config.write_text(models_config({HPT: test_models[HPT]}))
-    engine = EngineProcess(f"--model_config_file={config}", "--enable_batching",
-                           "--frontend_processes=2",
-                           f"--tracing_otlp_endpoint={otlp_receiver.endpoint}").start()
-    try:
-        request = urllib.request.Request(
-            f"{engine.rest_url}/v1/models/{HPT}:predict",
-            data=json.dumps({"instances": [1.0, 2.0]}).encode(),
-            headers={"traceparent": f"00-{CALLER_TRACE}-{REST_SPAN}-01"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert json.loads(response.read()) == {"predictions": [2.5, 3.0]}
+    with serving(f"--model_config_file={config}", "--enable_batching", "--frontend_processes=2",
+                 f"--tracing_otlp_endpoint={otlp_receiver.endpoint}") as engine:
+        assert send_json(engine, f"POST /v1/models/{HPT}:predict", {"instances": [1.0, 2.0]},
+                         {"traceparent": f"00-{CALLER_TRACE}-{REST_SPAN}-01"}) == \
+            (200, {"predictions": [2.5, 3.0]})
         with engine.channel() as channel:
             call = predict_pb2.PredictRequest()
             call.model_spec.name = HPT
@@ -97,5 +89,3 @@ def test_a_batched_request_span_tree_over_both_wires(test_models, tmp_path, otlp
                 batch.end_ns
             queue = children["queue"]
             assert queue.end_ns <= batch.start_ns + 1_000_000  # the wait ends as it runs
-    finally:
-        assert engine.stop() == 0, engine.log()

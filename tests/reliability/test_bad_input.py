@@ -24,13 +24,11 @@ from __future__ import annotations
 import base64
 import collections
 import gzip
-import http.client
 import json
 import re
 import shutil
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -48,7 +46,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.helpers import models_config, wait_until, write_report
+from tests.helpers import models_config, send, wait_until, write_report
 from tf_serving_platform.servectl.engine_process import EngineProcess
 from tf_serving_platform.serving.errors import http_status
 
@@ -163,14 +161,9 @@ def _body(case: dict) -> bytes | None:
 
 
 def _http(engine, case: dict) -> tuple[int, str, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", engine.rest_port, timeout=120)
-    try:
-        connection.request(case["method"], case["path"], body=_body(case),
-                           headers=case.get("headers") or {})
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type") or "", response.read()
-    finally:
-        connection.close()
+    status, content_type, raw = send(engine, f"{case['method']} {case['path']}", _body(case),
+                                     case.get("headers"), timeout=120)
+    return status, content_type or "", raw
 
 
 def _raw_http(engine, request: bytes) -> tuple[int, str, bytes]:
@@ -373,8 +366,7 @@ class PrivateEngine:
         """Back to serving only ``m``, and ready."""
         call = self.channel.unary_unary(METHODS["HandleReloadConfigRequest"][0])
         call(self.reload_request([]).SerializeToString(), timeout=60)
-        with urllib.request.urlopen(self.server.rest_url + "/readyz", timeout=10) as response:
-            assert response.status == 200
+        assert send(self.server, "GET /readyz", timeout=10)[0] == 200
 
 
 @pytest.fixture(scope="module")

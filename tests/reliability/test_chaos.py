@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.helpers import linear_request, metric, monitoring_flag, wait_until, write_report
+from tests.helpers import (
+    http_json,
+    linear_request,
+    metric,
+    monitoring_flag,
+    send,
+    serving,
+    wait_until,
+    write_report,
+)
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl import command
 from tf_serving_platform.servectl.engine_process import EngineProcess
@@ -62,10 +70,8 @@ def rest_body(work: int = 0, x: float = 1.0) -> bytes:
 def rest_predict(engine: EngineProcess, timeout: float = 10) -> float:
     """One normal REST predict; its latency (checked for the right answer)."""
     started = time.perf_counter()
-    request = urllib.request.Request(f"{engine.rest_url}/v1/models/linear:predict",
-                                     rest_body(x=3.0))
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        assert json.loads(response.read()) == {"outputs": [3.0]}
+    assert http_json(f"{engine.rest_url}/v1/models/linear:predict",
+                     {"inputs": {"x": [3.0], "work": [0]}}, timeout) == (200, {"outputs": [3.0]})
     return time.perf_counter() - started
 
 
@@ -88,14 +94,6 @@ def normal_bound(baseline_s: float) -> float:
     return max(3 * baseline_s, baseline_s + 0.05)
 
 
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def grpc_health(chaos: Chaos) -> int:
     stub = health_pb2_grpc.HealthStub(chaos.engine.channel())
     return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
@@ -109,8 +107,8 @@ def assert_recovered(chaos: Chaos, case: str, **figures) -> None:
     first = grpc_predict(chaos, timeout=1.0)  # the wedge made this wait for its deadline
     rest_predict(engine, timeout=1.0)
     first_answer_s = time.perf_counter() - started
-    assert http_status(engine.rest_url + "/readyz") == 200
-    assert http_status(engine.rest_url + "/healthz") == 200
+    assert send(engine, "GET /readyz", timeout=5)[0] == 200
+    assert send(engine, "GET /healthz", timeout=5)[0] == 200
     assert grpc_health(chaos) == health_pb2.HealthCheckResponse.SERVING
     median = median_latency(chaos)
     assert median <= normal_bound(chaos.baseline_s), (median, chaos.baseline_s)
@@ -134,13 +132,12 @@ def chaos(request, tmp_path_factory):
     if request.param:
         (folder / "batching.config").write_text(WEDGE_BATCHING)
         flags += ["--enable_batching", f"--batching_parameters_file={folder / 'batching.config'}"]
-    engine = EngineProcess(*flags).start()
-    state = Chaos(engine, request.param)
-    state.stub = prediction_service_pb2_grpc.PredictionServiceStub(engine.channel())
-    median_latency(state, 3)  # first runs of a fresh session are slower
-    state.baseline_s = median_latency(state)
-    yield state
-    assert engine.stop() == 0, engine.log()
+    with serving(*flags) as engine:
+        state = Chaos(engine, request.param)
+        state.stub = prediction_service_pb2_grpc.PredictionServiceStub(engine.channel())
+        median_latency(state, 3)  # first runs of a fresh session are slower
+        state.baseline_s = median_latency(state)
+        yield state
     log = engine.log()
     assert "Traceback" not in log and "InvalidStateError" not in log, log
     write_report("chaos_last_run.json", FIGURES)
@@ -238,7 +235,7 @@ def test_thousands_of_idle_connections_while_others_are_served(chaos):
                  for _ in range(500)]
         during = median_latency(chaos)
         assert during <= normal_bound(chaos.baseline_s), (during, chaos.baseline_s)
-        assert http_status(engine.rest_url + "/readyz") == 200
+        assert send(engine, "GET /readyz", timeout=5)[0] == 200
     finally:
         for conn in held:
             conn.close()

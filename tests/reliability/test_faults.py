@@ -18,6 +18,7 @@ from tests.helpers import (
     metric,
     models_config,
     monitoring_flag,
+    serving,
     wait_until,
 )
 from tests.model_builders import save_linear
@@ -31,12 +32,9 @@ def engine(tmp_path):
     save_linear(base / "2", a=2.0, b=0.0)
     config = tmp_path / "models.config"
     config.write_text(models_config({"linear": base}))
-    server = EngineProcess(f"--model_config_file={config}",
-                           "--model_config_file_poll_wait_seconds=1",
-                           "--file_system_poll_wait_seconds=1",
-                           monitoring_flag(tmp_path)).start()
-    yield server, base, config
-    assert server.stop() == 0, server.log()
+    with serving(f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+                 "--file_system_poll_wait_seconds=1", monitoring_flag(tmp_path)) as server:
+        yield server, base, config
 
 
 class Load:
@@ -90,16 +88,12 @@ def test_config_edited_during_the_initial_load_is_applied(tmp_path):
     base.mkdir()
     config = tmp_path / "models.config"
     config.write_text(models_config({"linear": base}))
-    server = EngineProcess(f"--model_config_file={config}",
-                           "--model_config_file_poll_wait_seconds=1",
-                           "--file_system_poll_wait_seconds=1").start(wait="live")
-    try:
+    with serving(f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+                 "--file_system_poll_wait_seconds=1", wait="live") as server:
         config.write_text(models_config({"linear": base}, labels={"linear": {"stable": 1}}))
         save_linear(base / "1", a=2.0, b=0.0)
         server.wait_for("/readyz")
         wait_until(lambda: linear_predict(server, 3.0, "/labels/stable")[1] == {"outputs": [6.0]})
-    finally:
-        assert server.stop() == 0, server.log()
 
 
 def test_model_directory_gone_keeps_serving_and_recovers(engine, tmp_path):

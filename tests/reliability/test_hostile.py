@@ -35,6 +35,7 @@ from tests.helpers import (
     models_config,
     monitoring_flag,
     run_servectl,
+    serving,
     wait_until,
 )
 from tests.model_builders import save_linear
@@ -63,12 +64,10 @@ def polled(tmp_path_factory):
         shutil.copytree(base / "3", base / name)
     config = folder / "models.config"
     config.write_text(models_config({"linear": base}))
-    engine = EngineProcess(f"--model_config_file={config}",
-                           "--model_config_file_poll_wait_seconds=1",
-                           "--file_system_poll_wait_seconds=1", monitoring_flag(folder)).start()
-    engine.base, engine.config = base, config
-    yield engine
-    assert engine.stop() == 0
+    with serving(f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+                 "--file_system_poll_wait_seconds=1", monitoring_flag(folder)) as engine:
+        engine.base, engine.config = base, config
+        yield engine
 
 
 ODD_NAMES = ("²", "١٣", str(MAX_VERSION + 1))
@@ -287,10 +286,9 @@ def test_failing_and_hanging_versions_delay_no_other_model_nor_the_exit(tmp_path
         save_linear(base / "1", a=1.0, b=0.0)
     config = tmp_path / "models.config"
     config.write_text(models_config(bases))
-    engine = EngineProcess(f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
-                           "--load_timeout_seconds=15", "--grace_period_seconds=5"
-                           ).start()  # default retries: 5, a minute apart
-    try:
+    with serving(f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
+                 "--load_timeout_seconds=15",
+                 "--grace_period_seconds=5") as engine:  # default retries: 5, a minute apart
         hanging_version(bases["hung"])
         broken = tmp_path / "broken"
         shutil.copytree(bases["bad"] / "1", broken)
@@ -306,8 +304,6 @@ def test_failing_and_hanging_versions_delay_no_other_model_nor_the_exit(tmp_path
                    "than --load_timeout_seconds=15" in engine.log(), timeout=60)
         assert http_json(f"{engine.rest_url}/v1/models/hung:predict",
                     {"inputs": {"x": [2.0], "work": [0]}})[0] == 200  # version 1 serves
-    finally:
-        started = time.monotonic()
-        assert engine.stop() == 0
+        started = time.monotonic()  # the stop at the end of the block is timed
     assert time.monotonic() - started < 30  # the hung read still holds its thread
     assert "exiting with 0 model run(s) and 1 load(s) that never returned" in engine.log()

@@ -3,16 +3,13 @@ Serving's message, keeps accepted requests' latency bounded, and recovers when l
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from tests.helpers import serving, write_report
+from tests.helpers import http_json, serving, write_report
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess
 
@@ -36,15 +33,11 @@ def engine(tmp_path_factory):
 
 
 def call(engine: EngineProcess) -> tuple[int, float, str]:
-    body = json.dumps({"inputs": {"x": [1.0], "work": [WORK]}}).encode()
-    request = urllib.request.Request(f"{engine.rest_url}/v1/models/linear:predict", body)
+    """``(status, seconds, error message)`` of one predict."""
     started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return response.status, time.perf_counter() - started, ""
-    except urllib.error.HTTPError as e:
-        return e.code, time.perf_counter() - started, json.loads(e.read())["error"]
+    status, body = http_json(f"{engine.rest_url}/v1/models/linear:predict",
+                             {"inputs": {"x": [1.0], "work": [WORK]}}, timeout=30)
+    return status, time.perf_counter() - started, body["error"] if status >= 400 else ""
 
 
 def drive(engine: EngineProcess, clients: int, seconds: float) -> list[tuple[int, float, str]]:

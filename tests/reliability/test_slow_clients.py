@@ -11,10 +11,11 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import http_json, linear_predict, linear_statuses, wait_until
+from tests.helpers import http_json, linear_predict, linear_statuses, serving, wait_until
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess, free_port
 
@@ -23,36 +24,35 @@ MAX_CONNECTIONS = 20
 PARTIAL_HEADERS = b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: x\r\n"
 
 
-def start_engine(folder, idle_s: float) -> EngineProcess:
+@contextlib.contextmanager
+def started_engine(folder, idle_s: float) -> Iterator[EngineProcess]:
+    """An engine for the ``with`` block, ready on its admin address (``admin_url``)."""
     save_linear(folder / "linear" / "1", a=1.0, b=0.0)
     admin = free_port()
     # One process: the tests cut that process's open-file limit (front ends split the
     # connection limit: tests/engine/test_frontend_processes.py).
-    engine = EngineProcess("--model_name=linear", f"--model_base_path={folder / 'linear'}",
-                           "--frontend_processes=1",
-                           f"--rest_api_idle_timeout_seconds={idle_s}",
-                           f"--rest_api_max_connections={MAX_CONNECTIONS}",
-                           f"--admin_address=127.0.0.1:{admin}").start(wait=None)
-    engine.admin_url = f"http://127.0.0.1:{admin}"
-    wait_until(lambda: _ready(engine), timeout=120, interval=0.2)
-    engine.base = folder / "linear"
-    return engine
+    with serving("--model_name=linear", f"--model_base_path={folder / 'linear'}",
+                 "--frontend_processes=1", f"--rest_api_idle_timeout_seconds={idle_s}",
+                 f"--rest_api_max_connections={MAX_CONNECTIONS}",
+                 f"--admin_address=127.0.0.1:{admin}", wait=None) as engine:
+        engine.admin_url = f"http://127.0.0.1:{admin}"
+        wait_until(lambda: _ready(engine), timeout=120, interval=0.2)
+        engine.base = folder / "linear"
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     """Idle connections closed after 1 s."""
-    engine = start_engine(tmp_path_factory.mktemp("slow-clients"), IDLE_S)
-    yield engine
-    assert engine.stop() == 0
+    with started_engine(tmp_path_factory.mktemp("slow-clients"), IDLE_S) as engine:
+        yield engine
 
 
 @pytest.fixture
 def patient_engine(tmp_path):
     """Idle connections kept for a minute: the test holds them."""
-    engine = start_engine(tmp_path, 60)
-    yield engine
-    assert engine.stop() == 0
+    with started_engine(tmp_path, 60) as engine:
+        yield engine
 
 
 def _ready(engine: EngineProcess) -> bool:

@@ -5,16 +5,13 @@ against the model's own outputs (the SavedModel run as TensorFlow Serving runs i
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers import metric, models_config, monitoring_flag
+from tests.helpers import http_json, metric, models_config, monitoring_flag, serving
 from tf_serving_platform.export import pipeline
 from tf_serving_platform.export.verify import load_as_served, run_signature
 from tf_serving_platform.servectl.engine_process import EngineProcess
@@ -31,11 +28,10 @@ def v2_engine(zoo_source, tmp_path_factory):
         pipeline.export_model(source, base, progress=False)
     config = base / "models.config"
     config.write_text(models_config({name: base / name for name in MODELS}))
-    engine = EngineProcess(f"--model_config_file={config}", "--enable_v2_protocol",
-                           "--enable_batching", monitoring_flag(base)).start()
-    engine.base, engine.sources = base, sources
-    yield engine
-    assert engine.stop() == 0, engine.log()
+    with serving(f"--model_config_file={config}", "--enable_v2_protocol", "--enable_batching",
+                 monitoring_flag(base)) as engine:
+        engine.base, engine.sources = base, sources
+        yield engine
 
 
 def client(kind: str, engine: EngineProcess):
@@ -173,10 +169,9 @@ def test_a_signature_by_parameter_and_a_curl_session(v2_engine):
             "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64],
                         "data": rows(v2_engine, "digits_mlp", 1)["pixels"].tolist()}],
             "outputs": [{"name": "probabilities"}]}
-    request = urllib.request.Request(f"{v2_engine.rest_url}/v2/models/digits_mlp/infer",
-                                     data=json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
+    status, answer = http_json(f"{v2_engine.rest_url}/v2/models/digits_mlp/infer", body,
+                               timeout=30)
+    assert status == 200, answer
     assert answer["id"] == "r-1" and answer["model_name"] == "digits_mlp"
     (output,) = answer["outputs"]
     assert output["name"] == "probabilities" and output["shape"] == [1, 10]
@@ -199,23 +194,20 @@ def test_v2_and_tensorflow_serving_calls_merge_into_one_batch(v2_engine, tmp_pat
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000000 }\n"
                         "num_batch_threads { value: 1 }\n")
-    engine = EngineProcess(f"--model_base_path={v2_engine.base / 'digits_mlp'}",
-                           "--model_name=digits_mlp", "--enable_v2_protocol",
-                           "--enable_batching", f"--batching_parameters_file={batching}",
-                           monitoring_flag(tmp_path)).start()
     pixels = rows(v2_engine, "digits_mlp", 1)["pixels"]
-    try:
+    with serving(f"--model_base_path={v2_engine.base / 'digits_mlp'}", "--model_name=digits_mlp",
+                 "--enable_v2_protocol", "--enable_batching",
+                 f"--batching_parameters_file={batching}", monitoring_flag(tmp_path)) as engine:
         def v2_call():
             with client("grpc", engine) as c:
                 return c.infer("digits_mlp", infer_inputs("grpc", {"pixels": pixels}, True)
                                ).as_numpy("probabilities")
 
         def tf_call():
-            body = json.dumps({"instances": pixels.tolist()}).encode()
-            request = urllib.request.Request(
-                f"{engine.rest_url}/v1/models/digits_mlp:predict", data=body)
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return np.asarray(json.loads(response.read())["predictions"])
+            status, answer = http_json(f"{engine.rest_url}/v1/models/digits_mlp:predict",
+                                       {"instances": pixels.tolist()}, timeout=30)
+            assert status == 200, answer
+            return np.asarray(answer["predictions"])
 
         with ThreadPoolExecutor(2) as pool:
             v2_answer, tf_answer = pool.submit(v2_call), pool.submit(tf_call)
@@ -224,8 +216,6 @@ def test_v2_and_tensorflow_serving_calls_merge_into_one_batch(v2_engine, tmp_pat
         batches = ":tensorflow:serving:batching_session:input_batch_size"
         assert metric(engine.rest_url, f"{batches}_count") == 1
         assert metric(engine.rest_url, f"{batches}_sum") == 2
-    finally:
-        assert engine.stop() == 0, engine.log()
 
 
 @pytest.mark.parametrize("wire", ["rest", "grpc"])
@@ -298,9 +288,8 @@ def test_every_dtype_the_engine_serves_maps_both_ways(test_models, kind):
             "u8": ("UINT8", np.uint8([0, 255])), "i8": ("INT8", np.int8([-128, 5])),
             "b": ("BOOL", np.array([True, False])),
             "s": ("BYTES", np.array([b"ab", b"\xc3\xa9"], dtype=object))}
-    engine = EngineProcess(f"--model_base_path={test_models['dtypes']}", "--model_name=dtypes",
-                           "--enable_v2_protocol").start()
-    try:
+    with serving(f"--model_base_path={test_models['dtypes']}", "--model_name=dtypes",
+                 "--enable_v2_protocol") as engine:
         inputs = []
         for alias, (datatype, array) in sent.items():
             tensor = module.InferInput(alias, [2], datatype)
@@ -318,5 +307,3 @@ def test_every_dtype_the_engine_serves_maps_both_ways(test_models, kind):
         for alias, (datatype, array) in sent.items():
             assert datatypes[f"{alias}_out"] == datatype
             assert result.as_numpy(f"{alias}_out").tolist() == array.tolist(), alias
-    finally:
-        assert engine.stop() == 0, engine.log()
