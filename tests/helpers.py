@@ -147,11 +147,11 @@ def metric(rest_url: str, prefix: str) -> float:
 
 # --- the linear test model ---------------------------------------------------------------------
 
-def linear_predict(engine: EngineProcess, x: float, path: str = "", work: int = 0
-                   ) -> tuple[int, dict]:
+def linear_predict(engine: EngineProcess, x: float, path: str = "", work: int = 0,
+                   timeout: float = 60) -> tuple[int, dict]:
     """REST predict on ``linear`` (``path``: ``/versions/2``, ``/labels/canary``...)."""
     return http_json(f"{engine.rest_url}/v1/models/linear{path}:predict",
-                     {"inputs": {"x": [x], "work": [work]}})
+                     {"inputs": {"x": [x], "work": [work]}}, timeout)
 
 
 def linear_statuses(engine: EngineProcess) -> dict[int, dict]:

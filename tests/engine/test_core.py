@@ -78,8 +78,12 @@ def test_a_label_on_a_version_not_available_refuses_the_whole_config(core, bases
 
 
 def test_a_model_left_out_of_a_reload_is_unloaded(core, bases):
+    """Its loaded versions end. (A reload returns once one version of each model serves; the
+    test waits for both of ``one``'s, since a version dropped before its load began is never
+    loaded and keeps the START state, as TensorFlow Serving's status reports it too.)"""
     server_core, manager = core
     server_core.reload_config(config(bases), timeout=60)
+    wait_until(lambda: {r.state for r in manager.version_status("one")} == {State.AVAILABLE})
     server_core.reload_config(config({"two": bases["two"]}), timeout=60)
     assert not server_core.is_configured("one")
     wait_until(lambda: all(r.state == State.END for r in manager.version_status("one")))

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tests.helpers import (
-    http_json,
+    linear_predict,
     linear_request,
     metric,
     monitoring_flag,
@@ -70,8 +70,7 @@ def rest_body(work: int = 0, x: float = 1.0) -> bytes:
 def rest_predict(engine: EngineProcess, timeout: float = 10) -> float:
     """One normal REST predict; its latency (checked for the right answer)."""
     started = time.perf_counter()
-    assert http_json(f"{engine.rest_url}/v1/models/linear:predict",
-                     {"inputs": {"x": [3.0], "work": [0]}}, timeout) == (200, {"outputs": [3.0]})
+    assert linear_predict(engine, 3.0, timeout=timeout) == (200, {"outputs": [3.0]})
     return time.perf_counter() - started
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.helpers import http_json, serving, write_report
+from tests.helpers import linear_predict, serving, write_report
 from tests.model_builders import save_linear
 from tf_serving_platform.servectl.engine_process import EngineProcess
 
@@ -35,8 +35,7 @@ def engine(tmp_path_factory):
 def call(engine: EngineProcess) -> tuple[int, float, str]:
     """``(status, seconds, error message)`` of one predict."""
     started = time.perf_counter()
-    status, body = http_json(f"{engine.rest_url}/v1/models/linear:predict",
-                             {"inputs": {"x": [1.0], "work": [WORK]}}, timeout=30)
+    status, body = linear_predict(engine, 1.0, work=WORK, timeout=30)
     return status, time.perf_counter() - started, body["error"] if status >= 400 else ""
 
 
