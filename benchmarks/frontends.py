@@ -25,6 +25,7 @@ from benchmarks.inprocess import in_process_limit
 from benchmarks.loadgen import predict_path
 from benchmarks.plotting import pyplot
 from benchmarks.run import export, machine, payloads, start_engine
+from tf_serving_platform.servectl.arguments import int_list
 from tf_serving_platform.serving.engine.cpus import usable_cpus
 from tf_serving_platform.serving.tables import format_table
 
@@ -83,7 +84,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__)
     add_model_and_out(parser)
-    parser.add_argument("--counts", default=f"1,{usable_cpus()}",
+    parser.add_argument("--counts", type=int_list(1), default=f"1,{usable_cpus()}",
                         help="front-end process counts to compare (default: 1 and one per CPU)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also the first count without batching (the latency tax at c = 1)")
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep(parser, levels="1,8,32,64", duration=8.0)
     args = parser.parse_args(argv)
     external.require_tools()
-    counts = sorted({int(x) for x in args.counts.split(",")})
+    counts = sorted(args.counts)
     levels = args.levels
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
